@@ -1,0 +1,1 @@
+"""migration-waves: hybrid migrations of AI workloads in waves, on Apache Airflow 3."""

@@ -1,0 +1,1 @@
+"""The only package that imports airflow: operators, branch gates, the DAG factory."""

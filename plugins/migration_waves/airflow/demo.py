@@ -1,0 +1,139 @@
+"""`make demo` / `make up`: build the demo inputs, start the demo services, run or serve the wave.
+
+python -m migration_waves.airflow.demo [--wave pilot] [--fault latency|errors] [--serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from collections.abc import Iterator
+
+from migration_waves.airflow.runner import PROJECT_ROOT
+
+DEMO_ROOT = PROJECT_ROOT / ".demo"
+PAYLOADS = PROJECT_ROOT / "include" / "demo" / "payloads.jsonl"
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+@contextmanager
+def demo_services(spec: Any, *, fault: str | None, demo_root: Path = DEMO_ROOT) -> Iterator[None]:
+    """Demo inputs built, services (on-prem, cloud, router) and the feature writer running."""
+    from migration_waves.canary.router import LocalRouter
+    from migration_waves.demo.data import build_demo_inputs
+    from migration_waves.demo.services import start_demo_services, stop_demo_services
+    from migration_waves.evidence.store import freeze_marker_path, unfreeze_writes
+
+    started = time.monotonic()
+    inputs = build_demo_inputs(demo_root, payloads_path=PAYLOADS)
+    _say(f"demo inputs ready in {time.monotonic() - started:.1f}s under {demo_root}: "
+         + ", ".join(f"{k}" for k in getattr(inputs, "model_dump", dict)().keys()))
+    run_dir = demo_root / "run"
+    stop_demo_services(run_dir)  # a different FAULT needs fresh processes
+    wl = spec.inference_workloads[0]
+    ports = tuple(int(str(u).rsplit(":", 1)[1].split("/")[0]) for u in (wl.router.admin, wl.baseline, wl.candidate))
+    start_demo_services(
+        model_dir=demo_root / "onprem" / "models" / "digits-classifier",
+        log_dir=demo_root / "onprem" / "logs",
+        state_dir=run_dir,
+        ports=ports,
+        fault=fault,
+        run_dir=run_dir,
+    )
+    _say(f"services up: router {wl.router.admin}, on-prem {wl.baseline}, cloud {wl.candidate}"
+         + (f" (fault: {fault})" if fault else ""))
+    state_root = spec.state_root(os.environ.get("MIGRATION_WAVES_STATE_ROOT"))
+    unfreeze_writes(state_root, spec.wave)
+    LocalRouter(str(wl.router.admin)).set_candidate_weight(0)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "migration_waves.demo.writer", "--root", str(demo_root),
+         "--freeze-file", freeze_marker_path(state_root, spec.wave), "--interval", "1.5"],
+        stdout=open(run_dir / "writer.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        try:
+            writer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+        stop_demo_services(run_dir)
+        _say("services stopped")
+
+
+def _print_outcome(spec: Any, result: Any) -> None:
+    from migration_waves.evidence.store import EvidenceStore
+
+    store = EvidenceStore(spec.state_root(os.environ.get("MIGRATION_WAVES_STATE_ROOT")), spec.wave, result.run_id)
+    width = max(len(t) for t in result.task_states)
+    for task, state in sorted(result.task_states.items()):
+        print(f"  {task:<{width}}  {state}")
+    outcome = (store.read("outcome", "outcome") or {}).get("data", {})
+    print()
+    print(f"wave {spec.wave}: run {result.run_id} ended {result.state.upper()}"
+          + (f" ({outcome.get('status')})" if outcome else ""))
+    for reason in (outcome.get("reasons") or [])[:8]:
+        print(f"  - {reason}")
+    print(f"report:   {store.path('report.html')}")
+    print(f"evidence: {store.path('evidence.json')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wave", default="pilot")
+    parser.add_argument("--fault", choices=["latency", "errors"], default=None)
+    parser.add_argument("--serve", action="store_true", help="run airflow standalone instead of one test run")
+    args = parser.parse_args(argv)
+
+    from migration_waves.airflow.dag_factory import dag_id_for
+    from migration_waves.spec.loader import load_wave
+
+    spec = load_wave(PROJECT_ROOT / "include" / "waves" / f"{args.wave}.yaml")
+    with demo_services(spec, fault=args.fault):
+        if args.serve:
+            return _serve()
+        from migration_waves.airflow.runner import run_wave
+
+        _say(f"running wave {spec.wave} (dag {dag_id_for(spec.wave)}) with dag.test() ...")
+        result = run_wave(dag_id_for(spec.wave), conf={"force": True})
+    _print_outcome(spec, result)
+    return 0 if result.state == "success" else 1
+
+
+def _serve() -> int:
+    home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
+    port = os.environ.get("AIRFLOW__API__PORT", "8080")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"],
+                            start_new_session=True)
+    pw_file = home / "simple_auth_manager_passwords.json.generated"
+    for _ in range(120):
+        if pw_file.exists() or proc.poll() is not None:
+            break
+        time.sleep(1)
+    password = pw_file.read_text().strip() if pw_file.exists() else "(see the standalone log above)"
+    _say(f"Airflow UI: http://127.0.0.1:{port}  user: admin  password file: {pw_file} {password}")
+    _say("trigger wave_pilot from the UI (Trigger, then pick Params); Ctrl-C stops everything")
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""`migration-waves ...`: the command line over the same core the DAGs use.
+
+Imports stay inside the subcommands: `migration-waves lint` must not pay for Airflow,
+pandas or Great Expectations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from migration_waves.spec.loader import lint_paths, spec_files
+
+    files = spec_files(args.paths)
+    specs, problems = lint_paths(files)
+    if args.json:
+        print(json.dumps({"waves": [s.wave for s in specs], "problems": [p.__dict__ | {"value": repr(p.value)}
+                                                                          for p in problems]}, default=str))
+    else:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        status = "ok" if not problems else f"{len(problems)} problem(s)"
+        print(f"linted {len(files)} file(s): {status}")
+    return 1 if problems else 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from migration_waves.evidence.runbook import render_runbook
+    from migration_waves.spec.loader import load_wave
+
+    print(render_runbook(load_wave(args.spec)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="migration-waves", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lint = sub.add_parser("lint", help="validate wave specs: every problem with file, field, value and fix")
+    lint.add_argument("paths", nargs="+", help="spec files or folders of specs")
+    lint.add_argument("--json", action="store_true", help="machine-readable output")
+    lint.set_defaults(func=_lint)
+
+    runbook = sub.add_parser("runbook", help="print the cutover runbook of a wave spec (Markdown)")
+    runbook.add_argument("spec")
+    runbook.set_defaults(func=_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

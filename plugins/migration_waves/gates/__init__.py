@@ -1,0 +1,1 @@
+"""Preflight and acceptance gates over the spec and the evidence of a run."""

@@ -1,0 +1,233 @@
+"""Load wave specs and golden images from YAML, and lint them with actionable problems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from migration_waves.spec.models import GoldenImage, WaveSpec
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a spec: where, what value, and how to fix it."""
+
+    file: str
+    field: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        shown = "" if self.value is _MISSING else f" (value: {self.value!r})"
+        return f"{self.file}: {self.field or '<root>'}: {self.message}{shown}"
+
+
+_MISSING: Any = object()
+
+
+class SpecError(ValueError):
+    """A spec failed to load; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("inference", "training") and out.endswith("]"):
+            continue  # discriminated-union tag pydantic inserts; not a user-visible key
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+        elif isinstance(cur, dict) and part in ("inference", "training"):
+            continue
+        else:
+            return _MISSING
+    return cur
+
+
+def _fix_hint(err: dict[str, Any], model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        return f"unknown key; remove it or fix its spelling ({msg})"
+    if kind == "missing":
+        return "required field is missing; add it"
+    if kind in ("enum", "literal_error"):
+        return f"{msg}"
+    if kind == "string_pattern_mismatch":
+        return "use lower-case letters, digits and '-' (at most 63 characters), e.g. digits-corpus"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg
+
+
+def _problems_from(exc: ValidationError, file: str, raw: Any, model: type[BaseModel]) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        problems.append(
+            Problem(
+                file=file,
+                field=_loc_to_path(loc),
+                value=_value_at(raw, loc) if err["type"] != "missing" else _MISSING,
+                message=_fix_hint(dict(err), model, loc),
+            )
+        )
+    return problems
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(str(path), "", _MISSING, f"cannot read the file: {exc.strerror}")]) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            [Problem(str(path), where, _MISSING, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from exc
+
+
+def load_wave(path: str | Path) -> WaveSpec:
+    """Load one wave spec; raise SpecError listing every problem."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SpecError([Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")])
+    try:
+        spec = WaveSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_problems_from(exc, str(path), raw, WaveSpec)) from None
+    spec._source = path.resolve()
+    return spec
+
+
+def load_golden_image(path: str | Path) -> GoldenImage:
+    """Load one golden-image spec; raise SpecError listing every problem."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SpecError([Problem(str(path), "", _MISSING, "a golden image is a YAML mapping with a 'name:' key")])
+    try:
+        return GoldenImage.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_problems_from(exc, str(path), raw, GoldenImage)) from None
+
+
+def golden_image_for(spec: WaveSpec, name: str) -> GoldenImage:
+    """The golden image a workload of this wave names, from the wave's golden_images folder."""
+    folder = Path(spec.resolve_path(spec.golden_images))
+    for suffix in SPEC_SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.exists():
+            image = load_golden_image(candidate)
+            if image.name != name:
+                raise SpecError(
+                    [Problem(str(candidate), "name", image.name, f"file is {candidate.name} but name is not {name!r}")]
+                )
+            return image
+    raise SpecError(
+        [
+            Problem(
+                str(spec.source_file or spec.wave),
+                "workloads[].golden_image",
+                name,
+                f"no golden image {name}.yaml in {folder}; add it or fix the name",
+            )
+        ]
+    )
+
+
+def spec_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders into the wave-spec files they hold (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.suffix in SPEC_SUFFIXES))
+        else:
+            files.append(p)
+    return files
+
+
+def lint_paths(paths: Iterable[str | Path]) -> tuple[list[WaveSpec], list[Problem]]:
+    """Load every spec under paths; return the good ones and every problem, cross-wave ones too."""
+    specs: list[WaveSpec] = []
+    problems: list[Problem] = []
+    for file in spec_files(paths):
+        try:
+            spec = load_wave(file)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        specs.append(spec)
+        for i, wl in enumerate(spec.workloads):
+            try:
+                golden_image_for(spec, wl.golden_image)
+            except SpecError as exc:
+                problems.extend(
+                    Problem(p.file, f"workloads[{i}].golden_image" if p.file == str(file) else p.field, p.value, p.message)
+                    for p in exc.problems
+                )
+            if hasattr(wl, "payloads") and not Path(spec.resolve_path(wl.payloads)).exists():
+                problems.append(
+                    Problem(str(file), f"workloads[{i}].payloads", wl.payloads, "file not found; give a JSONL file of request bodies")
+                )
+        pricing = Path(spec.resolve_path(spec.budget.pricing))
+        if not pricing.exists():
+            problems.append(Problem(str(file), "budget.pricing", spec.budget.pricing, f"pricing file {pricing} not found"))
+    problems.extend(_cross_wave_problems(specs))
+    return specs, problems
+
+
+def _cross_wave_problems(specs: list[WaveSpec]) -> list[Problem]:
+    problems: list[Problem] = []
+    by_name: dict[str, WaveSpec] = {}
+    for spec in specs:
+        if spec.wave in by_name:
+            problems.append(
+                Problem(str(spec.source_file), "wave", spec.wave, f"also defined in {by_name[spec.wave].source_file}; wave names must be unique")
+            )
+        by_name[spec.wave] = spec
+    for spec in specs:
+        for i, dep in enumerate(spec.after):
+            if dep not in by_name:
+                problems.append(
+                    Problem(str(spec.source_file), f"after[{i}]", dep, f"no wave named {dep!r} in the linted specs (known: {', '.join(sorted(by_name))})")
+                )
+            elif by_name[dep].order >= spec.order:
+                problems.append(
+                    Problem(str(spec.source_file), f"after[{i}]", dep, f"wave {dep!r} has order {by_name[dep].order}, not below this wave's {spec.order}; fix the orders")
+                )
+    return problems
+
+
+def load_waves_dir(folder: str | Path) -> list[WaveSpec]:
+    """Every valid wave spec in a folder, sorted by order; raise SpecError if any is bad."""
+    specs, problems = lint_paths([folder])
+    if problems:
+        raise SpecError(problems)
+    return sorted(specs, key=lambda s: (s.order, s.wave))

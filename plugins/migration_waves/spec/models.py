@@ -1,0 +1,379 @@
+"""Typed models of wave specs and golden images (pydantic).
+
+Every model forbids unknown keys: a misspelt field is an error, never silently ignored.
+Cross-field rules (site references, unique names) live in model validators so that
+`migration-waves lint` reports them with the same file/field/value/fix shape as type errors.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Slug = Annotated[str, Field(pattern=SLUG)]
+
+
+class StrictModel(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class DatasetClass(StrEnum):
+    """How a dataset moves: each class maps to one transfer method."""
+
+    MUTABLE = "mutable"  # seed, incremental sync until cutover, final sync after freeze
+    IMMUTABLE = "immutable"  # snapshot shipping: manifest, copy, verify
+    CHECKPOINT = "checkpoint"  # tiered copy with retention (recent hot, older cold)
+    TELEMETRY = "telemetry"  # append-only ingest
+
+
+class ChecksumAlgorithm(StrEnum):
+    BLAKE3 = "blake3"
+    SHA256 = "sha256"
+    MD5 = "md5"
+
+
+class Site(StrictModel):
+    """A place data and workloads live: on-prem or a cloud region."""
+
+    kind: Literal["onprem", "cloud"] = Field(description="where the site is; decides egress pricing flows")
+    storage: str = Field(description="fsspec URL (s3://, gs://, file://) or a path relative to the spec file")
+    conn_id: str | None = Field(default=None, description="Airflow connection for the storage")
+    queue: str = Field(default="default", description="Airflow worker queue for tasks that run at this site")
+    region: str | None = None
+
+
+class Owners(StrictModel):
+    """Named owners of the cutover runbook's steps."""
+
+    launch: str
+    validation: str
+    rollback: str
+    cutover: str
+
+
+class Targets(StrictModel):
+    """Acceptance and recovery targets of the wave."""
+
+    rto_minutes: float = Field(gt=0)
+    rpo_minutes: float = Field(gt=0)
+    p95_ms: float = Field(gt=0)
+    error_rate: float = Field(ge=0, le=1)
+
+
+class Budget(StrictModel):
+    egress_usd: float = Field(ge=0)
+    pricing: str = Field(
+        default="../pricing/default.yaml", description="pricing file, relative to the spec file"
+    )
+
+
+LOCATION_RE = re.compile(r"^(?P<site>[a-z0-9][a-z0-9_-]*):(?P<path>.*)$")
+
+
+class Dataset(StrictModel):
+    """A dataset to move from a source site to a target site."""
+
+    name: Slug
+    class_: DatasetClass = Field(alias="class")
+    source: str = Field(description="site:path, for example onprem:corpus/")
+    target: str = Field(description="site:path, for example cloud:corpus/")
+    delete: bool = Field(default=False, description="propagate deletions on sync")
+    max_delete: int = Field(default=100, ge=0, description="refuse a sync that would delete more files")
+    keep_hot: int | None = Field(default=None, ge=1, description="checkpoint class: newest N stay hot")
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    checksum: ChecksumAlgorithm = ChecksumAlgorithm.BLAKE3
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("source", "target")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        if not LOCATION_RE.match(value):
+            raise ValueError(f"{value!r} is not site:path; write it as onprem:corpus/ (a site name, a colon, a path)")
+        return value
+
+    @model_validator(mode="after")
+    def _class_rules(self) -> Dataset:
+        if self.keep_hot is not None and self.class_ is not DatasetClass.CHECKPOINT:
+            raise ValueError("keep_hot only applies to class: checkpoint; remove keep_hot or change the class")
+        return self
+
+
+class RouterSpec(StrictModel):
+    kind: Literal["local"] = "local"
+    admin: AnyHttpUrl
+
+
+class CanarySpec(StrictModel):
+    """Traffic steps and gate thresholds of a canary."""
+
+    steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(default_factory=lambda: [5, 25, 50, 100])
+    samples_per_step: int = Field(default=300, ge=10)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    p95_ratio_max: float = Field(default=1.2, gt=1)
+    error_rate_max: float = Field(default=0.01, ge=0, le=1)
+    min_samples: int = Field(default=50, ge=5, description="fewer samples per side is inconclusive")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase(cls, steps: list[int]) -> list[int]:
+        if not steps:
+            raise ValueError("steps is empty; give at least one traffic percentage, e.g. [5, 25, 50, 100]")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"steps {steps} must strictly increase, e.g. [5, 25, 50, 100]")
+        if steps[-1] != 100:
+            raise ValueError(f"steps {steps} must end at 100 so the candidate takes all traffic before cutover")
+        return steps
+
+
+class InferenceWorkload(StrictModel):
+    """An inference service moved behind a canary."""
+
+    name: Slug
+    kind: Literal["inference"]
+    golden_image: Slug
+    baseline: AnyHttpUrl = Field(description="on-prem endpoint")
+    candidate: AnyHttpUrl = Field(description="cloud endpoint")
+    router: RouterSpec
+    predict_path: str = "/predict"
+    health_path: str = "/health"
+    payloads: str = Field(description="JSONL request payloads, relative to the spec file")
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DrillSpec(StrictModel):
+    signal: Literal["KILL", "TERM"] = "KILL"
+    grace_s: float = Field(default=0, ge=0)
+    interrupt_after_checkpoints: int = Field(default=2, ge=1)
+    timeout_s: float = Field(default=300, gt=0)
+
+
+class TrainingWorkload(StrictModel):
+    """A training job proven by a forced-interruption drill."""
+
+    name: Slug
+    kind: Literal["training"]
+    golden_image: Slug
+    command: list[str] = Field(
+        min_length=1, description="argv; {checkpoint_dir} is replaced with the drill's checkpoint folder"
+    )
+    checkpoint: str = Field(description="site:path where the job's checkpoints live")
+    drill: DrillSpec = Field(default_factory=DrillSpec)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        return Dataset._location(value)
+
+
+Workload = Annotated[InferenceWorkload | TrainingWorkload, Field(discriminator="kind")]
+
+
+class WaveSpec(StrictModel):
+    """One migration wave: what moves, what is proven, who owns the cutover."""
+
+    wave: Slug
+    description: str = ""
+    order: int = Field(ge=0)
+    after: list[Slug] = Field(default_factory=list, description="waves that must be accepted first")
+    window: str = Field(description="cron expression of the change window; the DAG's schedule")
+    owners: Owners
+    targets: Targets
+    budget: Budget
+    tags: dict[str, str] = Field(default_factory=dict)
+    state: str | None = Field(default=None, description="state root: fsspec URL or path relative to the spec")
+    golden_images: str = Field(default="../golden_images", description="folder of golden-image specs")
+    sites: dict[Slug, Site]
+    datasets: list[Dataset] = Field(default_factory=list)
+    workloads: list[Workload] = Field(default_factory=list)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("window")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"window {value!r} is not a 5-field cron expression; e.g. '0 2 * * 6' (02:00 every Saturday)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> WaveSpec:
+        problems: list[str] = []
+        if self.wave in self.after:
+            problems.append(f"after lists the wave itself ({self.wave!r}); remove it")
+        seen: set[str] = set()
+        for i, ds in enumerate(self.datasets):
+            if ds.name in seen:
+                problems.append(f"datasets[{i}].name {ds.name!r} is used twice; dataset names must be unique")
+            seen.add(ds.name)
+            for field in ("source", "target"):
+                site = getattr(ds, field).split(":", 1)[0]
+                if site not in self.sites:
+                    problems.append(
+                        f"datasets[{i}].{field} names site {site!r}, which is not under sites "
+                        f"(known: {', '.join(sorted(self.sites))}); add it or fix the name"
+                    )
+        seen = set()
+        for i, wl in enumerate(self.workloads):
+            if wl.name in seen:
+                problems.append(f"workloads[{i}].name {wl.name!r} is used twice; workload names must be unique")
+            seen.add(wl.name)
+            if isinstance(wl, TrainingWorkload):
+                site = wl.checkpoint.split(":", 1)[0]
+                if site not in self.sites:
+                    problems.append(
+                        f"workloads[{i}].checkpoint names site {site!r}, which is not under sites; add it"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- resolution helpers -------------------------------------------------------------------
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._source
+
+    def resolve_path(self, value: str) -> str:
+        """A spec-relative path or URL as an absolute URL/path (URLs pass through)."""
+        if "://" in value or value.startswith("/"):
+            return value
+        base = self._source.parent if self._source else Path.cwd()
+        return str((base / value).resolve())
+
+    def location(self, ref: str) -> ResolvedLocation:
+        """Resolve `site:path` to the storage URL, connection and queue of that site."""
+        match = LOCATION_RE.match(ref)
+        if not match:
+            raise ValueError(f"wave {self.wave}: {ref!r} is not site:path")
+        site_name, rel = match["site"], match["path"]
+        site = self.sites[site_name]
+        root = self.resolve_path(site.storage).rstrip("/")
+        url = f"{root}/{rel.strip('/')}" if rel.strip("/") else root
+        return ResolvedLocation(site=site_name, url=url, conn_id=site.conn_id, queue=site.queue)
+
+    def dataset(self, name: str) -> Dataset:
+        for ds in self.datasets:
+            if ds.name == name:
+                return ds
+        raise KeyError(f"wave {self.wave} has no dataset {name!r}")
+
+    def workload(self, name: str) -> InferenceWorkload | TrainingWorkload:
+        for wl in self.workloads:
+            if wl.name == name:
+                return wl
+        raise KeyError(f"wave {self.wave} has no workload {name!r}")
+
+    @property
+    def inference_workloads(self) -> list[InferenceWorkload]:
+        return [w for w in self.workloads if isinstance(w, InferenceWorkload)]
+
+    @property
+    def training_workloads(self) -> list[TrainingWorkload]:
+        return [w for w in self.workloads if isinstance(w, TrainingWorkload)]
+
+    @property
+    def golden_image_names(self) -> list[str]:
+        return sorted({w.golden_image for w in self.workloads})
+
+    def state_root(self, override: str | None = None) -> str:
+        """Where manifests, journals and evidence of this wave live."""
+        if override:
+            return override.rstrip("/")
+        if self.state:
+            return self.resolve_path(self.state).rstrip("/")
+        raise ValueError(
+            f"wave {self.wave}: no state root; set 'state:' in the spec or MIGRATION_WAVES_STATE_ROOT"
+        )
+
+
+class ResolvedLocation(BaseModel):
+    """A dataset side after site resolution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    site: str
+    url: str
+    conn_id: str | None = None
+    queue: str = "default"
+
+
+# -- golden images ---------------------------------------------------------------------------
+
+
+class VersionPin(StrictModel):
+    """Either an exact version or a minimum (dotted, any number of parts)."""
+
+    exact: str | None = None
+    min: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPin:
+        if (self.exact is None) == (self.min is None):
+            raise ValueError("give exactly one of exact or min, e.g. {min: '550.54'}")
+        return self
+
+
+class GpuRequirement(StrictModel):
+    model_contains: str | None = Field(default=None, description="substring of the NVML device name")
+    count: int = Field(default=1, ge=1)
+    memory_gib_min: float | None = Field(default=None, gt=0)
+    ecc_required: bool = False
+    mig_enabled: bool | None = Field(default=None, description="None: either; otherwise required state")
+
+
+class BenchmarkBaseline(StrictModel):
+    """Recorded baseline of a benchmark and the tolerated shortfall."""
+
+    matmul_size: int = Field(default=1024, ge=64, le=32768)
+    dtype: Literal["float32", "float64", "float16", "bfloat16"] = "float32"
+    baseline_gflops: float = Field(gt=0)
+    tolerance: float = Field(default=0.5, ge=0, lt=1, description="allowed shortfall as a fraction")
+    repeats: int = Field(default=5, ge=1, le=100)
+
+
+class GoldenImage(StrictModel):
+    """The pinned stack a worker must present before a workload may run on it."""
+
+    name: Slug
+    purpose: Literal["training", "inference", "dev"]
+    accelerator: Literal["gpu", "cpu"]
+    description: str = ""
+    driver: VersionPin | None = None
+    cuda_driver: VersionPin | None = None
+    gpu: GpuRequirement | None = None
+    packages: dict[str, str] = Field(
+        default_factory=dict, description="python distribution -> minimum version on the worker"
+    )
+    benchmark: BenchmarkBaseline
+
+    @model_validator(mode="after")
+    def _gpu_fields(self) -> GoldenImage:
+        if self.accelerator == "gpu" and self.gpu is None:
+            raise ValueError("accelerator: gpu needs a gpu: section (count, memory, ECC)")
+        return self
+
+
+def dump_json_schema() -> dict[str, Any]:
+    """JSON Schema of a wave spec, for editors."""
+    return WaveSpec.model_json_schema(by_alias=True)
