@@ -100,7 +100,7 @@ def test_build_contents_are_real(built: tuple[Path, Path, object]) -> None:
     entries = scan_checkpoints(onprem / "ckpt")
     assert len(entries) >= 3 and all(verify_checkpoint(e.path) is None for e in entries)
     # logs and payloads
-    log_lines = (onprem / "logs" / "serving-initial.jsonl").read_text().splitlines()
+    log_lines = (onprem / "logs" / "serving-onprem-initial.jsonl").read_text().splitlines()
     assert log_lines and all(json.loads(line)["status"] == 200 for line in log_lines)
     raw = payloads.read_bytes()
     assert len(raw) < 100_000
@@ -153,6 +153,12 @@ def test_mutate_features_changes_files_and_a_rebuild_keeps_them(tmp_path: Path) 
     assert not [p for p in features.iterdir() if p.name.startswith(".")]  # no temporary files left
     build_demo_inputs(tmp_path, minilm=False)
     assert _snapshot(features) == after  # the mutable dataset is not reset by a rebuild
+    for _ in range(8):  # growth is bounded: at most 12 partitions however often the pipeline runs
+        mutate_features(tmp_path, 0.3)
+    assert len(list(features.glob("part-*.parquet"))) == 12
+    assert mutate_features(tmp_path, 1.0, seed=1, add_partition=False) == [
+        f"part-{i:04d}.parquet" for i in range(12)
+    ]
     with pytest.raises(ValueError, match="fraction must be in"):
         mutate_features(tmp_path, 0.0)
     with pytest.raises(FileNotFoundError, match="run build_demo_inputs"):

@@ -99,10 +99,12 @@ def test_start_again_is_a_no_op(demo: tuple[DemoServices, Any, list[dict], Path]
         log_dir=root / "logs",
         state_dir=root / "state",
         run_dir=root / "run",
-        ports=(int(services.router_url.rsplit(":", 1)[1]), *[int(u.rsplit(":", 1)[1]) for u in
-               (services.baseline_url, services.candidate_url)]),
+        ports=tuple(
+            int(u.rsplit(":", 1)[1])
+            for u in (services.router_url, services.baseline_url, services.candidate_url)
+        ),
         log_rotate_lines=ROTATE,
-    )  # fmt: skip
+    )
     assert again.started == []
     assert {n: s.pid for n, s in again.services.items()} == {n: s.pid for n, s in services.services.items()}
     assert all(s.healthy for s in demo_status(root / "run"))
@@ -123,8 +125,9 @@ def test_router_weights_survive_a_restart_and_stop_is_idempotent(tmp_path: Path)
 
 
 def test_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["start", "--run-dir", str(tmp_path / "run"), "--model", str(tmp_path / "nope"),
-               "--log-dir", str(tmp_path / "logs"), "--ports", ",".join(map(str, free_ports(3)))])  # fmt: skip
+    ports = ",".join(map(str, free_ports(3)))
+    args = ["--run-dir", str(tmp_path / "run"), "--model", str(tmp_path / "nope"), "--log-dir", str(tmp_path)]
+    rc = main(["start", *args, "--ports", ports])
     assert rc == 1
     assert "has no model.npz" in capsys.readouterr().err
 
@@ -134,7 +137,5 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return (
-        not Path(f"/proc/{pid}/stat").exists()
-        or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    )
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # zombie = gone

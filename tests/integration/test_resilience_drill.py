@@ -78,6 +78,8 @@ def test_drill_fails_when_recovery_exceeds_rto(tmp_path: Path) -> None:
     )
     assert not report.passed
     assert report.resumed is True  # the job behaved; only the objective was missed
+    # Default: interrupted halfway between checkpoints (5 steps of at least 30 ms apart).
+    assert report.interrupt_delay_s >= EVERY * SLEEP / 2 * 0.9
     assert report.time_to_recover_s > 0.05
     assert report.reasons == [
         f"workload digits-trainer took {report.time_to_recover_s:.2f} s from the interrupt to its first new "

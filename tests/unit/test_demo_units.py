@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def test_weighted_chooser_spreads_the_candidate() -> None:
     assert picks == ["baseline"]
     chooser = WeightedChooser(5)
     idx = [i for i in range(100) if chooser.pick() == "candidate"]
-    assert len(idx) == 5 and min(b - a for a, b in zip(idx, idx[1:], strict=False)) >= 15
+    assert len(idx) == 5 and min(b - a for a, b in itertools.pairwise(idx)) >= 15
 
 
 @pytest.mark.parametrize("bad", [-1, 101, 5.5, "10", True, None])
@@ -71,7 +72,7 @@ def test_router_state_round_trip_and_bad_file(tmp_path: Path) -> None:
 
 
 def test_load_payloads_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
         load_payloads(tmp_path / "missing.jsonl")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")

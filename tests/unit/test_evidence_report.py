@@ -259,40 +259,98 @@ def test_resolve_outcome_without_status() -> None:
 def test_operator_record_shapes(tmp_path: Path, pilot: WaveSpec) -> None:
     """Shapes the wave operators write: zero-padded steps, *_ms metrics, gate/abort records, GX nested."""
     store = EvidenceStore(str(tmp_path), "pilot", RUN_ID)
-    metrics = {"count": 300, "error_count": 0, "error_rate": 0.0, "p50_ms": 20.0, "p95_ms": 31.0, "p99_ms": 40.0}
+    metrics = {
+        "count": 300,
+        "error_count": 0,
+        "error_rate": 0.0,
+        "p50_ms": 20.0,
+        "p95_ms": 31.0,
+        "p99_ms": 40.0,
+    }
     slow = {**metrics, "p50_ms": 48.0, "p95_ms": 77.5, "p99_ms": 90.0, "error_rate": 0.02}
     store.write("data", "features-seed", {"files_copied": 4, "bytes_copied": 4_000_000_000, "passed": True})
     store.write("data", "features-final", {"files_copied": 1, "bytes_copied": 1_000_000_000, "passed": True})
-    store.write("data", "features-verify-final", {
-        "files_verified": 5, "bytes_verified": 5_000_000_000, "size_mismatch": [], "passed": True,
-        "docs_index": "/elsewhere/docs/index.html",
-        "validation": {"passed": True, "statistics": {"evaluated": 7, "successful": 7}}})
-    store.write("gpu", "training-cpu-dev-benchmark", {"gflops": 2.0, "baseline_gflops": 5.0, "ratio": 0.4,
-                                                      "threshold_gflops": 1.0, "passed": True})
-    store.write("resilience", "digits-trainer-drill", {"recover_s": 2.5, "rto_s": 600, "steps_lost": 4,
-                                                       "passed": True, "reasons": []})
-    store.write("canary", "digits-classifier-step-005", {"step_pct": 5, "outcome": "pass", "baseline": metrics,
-                                                         "candidate": metrics, "p95_ratio": 1.0,
-                                                         "verdict_passed": True, "passed": True})
-    store.write("canary", "digits-classifier-gate-005", {"step_pct": 5, "outcome": "pass", "decision": "continue"})
-    store.write("canary", "digits-classifier-step-025", {"step_pct": 25, "outcome": "fail", "baseline": metrics,
-                                                         "candidate": slow, "p95_ratio": 2.5,
-                                                         "verdict_passed": False, "passed": True,
-                                                         "reasons": ["p95 ratio 2.50 above 1.5"]})
-    store.write("canary", "digits-classifier-gate-025", {"step_pct": 25, "outcome": "fail", "decision": "rollback"})
-    store.write("canary", "digits-classifier-abort-025", {
-        "workload": "digits-classifier", "step_pct": 25, "rolled_back": True, "passed": False,
-        "time_to_rollback_s": 0.31, "restore": {"before_pct": 25, "after_pct": 0, "changed": True},
-        "reasons": ["workload digits-classifier: canary gate at 25% failed; traffic restored to on-prem"]})
-    outcome = {"status": "rolled_back", "failed_tasks": [], "rolled_back": ["digits-classifier-abort-025"],
-               "reasons": ["workload digits-classifier: canary gate at 25% failed; traffic restored to on-prem"]}
+    store.write(
+        "data",
+        "features-verify-final",
+        {
+            "files_verified": 5,
+            "bytes_verified": 5_000_000_000,
+            "size_mismatch": [],
+            "passed": True,
+            "docs_index": "/elsewhere/docs/index.html",
+            "validation": {"passed": True, "statistics": {"evaluated": 7, "successful": 7}},
+        },
+    )
+    store.write(
+        "gpu",
+        "training-cpu-dev-benchmark",
+        {"gflops": 2.0, "baseline_gflops": 5.0, "ratio": 0.4, "threshold_gflops": 1.0, "passed": True},
+    )
+    store.write(
+        "resilience",
+        "digits-trainer-drill",
+        {"recover_s": 2.5, "rto_s": 600, "steps_lost": 4, "passed": True, "reasons": []},
+    )
+    store.write(
+        "canary",
+        "digits-classifier-step-005",
+        {
+            "step_pct": 5,
+            "outcome": "pass",
+            "baseline": metrics,
+            "candidate": metrics,
+            "p95_ratio": 1.0,
+            "verdict_passed": True,
+            "passed": True,
+        },
+    )
+    store.write(
+        "canary", "digits-classifier-gate-005", {"step_pct": 5, "outcome": "pass", "decision": "continue"}
+    )
+    store.write(
+        "canary",
+        "digits-classifier-step-025",
+        {
+            "step_pct": 25,
+            "outcome": "fail",
+            "baseline": metrics,
+            "candidate": slow,
+            "p95_ratio": 2.5,
+            "verdict_passed": False,
+            "passed": True,
+            "reasons": ["p95 ratio 2.50 above 1.5"],
+        },
+    )
+    store.write(
+        "canary", "digits-classifier-gate-025", {"step_pct": 25, "outcome": "fail", "decision": "rollback"}
+    )
+    store.write(
+        "canary",
+        "digits-classifier-abort-025",
+        {
+            "workload": "digits-classifier",
+            "step_pct": 25,
+            "rolled_back": True,
+            "passed": False,
+            "time_to_rollback_s": 0.31,
+            "restore": {"before_pct": 25, "after_pct": 0, "changed": True},
+            "reasons": ["workload digits-classifier: canary gate at 25% failed; traffic restored to on-prem"],
+        },
+    )
+    outcome = {
+        "status": "rolled_back",
+        "failed_tasks": [],
+        "rolled_back": ["digits-classifier-abort-025"],
+        "reasons": ["workload digits-classifier: canary gate at 25% failed; traffic restored to on-prem"],
+    }
     pack = build_evidence_pack(store, pilot, outcome=outcome)
     assert pack.outcome == "ROLLED BACK" and pack.section_errors == []
     assert "canary/digits-classifier-step-005" not in pack.missing  # step-5 expected, step-005 written
     assert "canary/digits-classifier-step-050" in pack.missing
     html = Path(pack.report_html).read_text()
     text = text_of(html)
-    assert "77.5 ms" in text and "2.50%" not in text and "2.00%" in text  # *_ms metrics and error rate read
+    assert "2.50" in text and "77.5 ms" in text and "2.50%" not in text and "2.00%" in text  # *_ms metrics and error rate read
     assert "fail → rollback" in text and "traffic restored" in text
     assert "7/7 expectations" in text and 'href="file:///elsewhere/docs/index.html"' in html
     assert "5.00 GB" in text  # seed + final copy summed

@@ -13,8 +13,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 from migration_waves.airflow.runner import PROJECT_ROOT
 
@@ -35,9 +35,8 @@ def demo_services(spec: Any, *, fault: str | None, demo_root: Path = DEMO_ROOT) 
     from migration_waves.evidence.store import freeze_marker_path, unfreeze_writes
 
     started = time.monotonic()
-    inputs = build_demo_inputs(demo_root, payloads_path=PAYLOADS)
-    _say(f"demo inputs ready in {time.monotonic() - started:.1f}s under {demo_root}: "
-         + ", ".join(f"{k}" for k in getattr(inputs, "model_dump", dict)().keys()))
+    build_demo_inputs(demo_root, payloads_path=PAYLOADS)
+    _say(f"demo inputs ready in {time.monotonic() - started:.1f}s under {demo_root}")
     run_dir = demo_root / "run"
     stop_demo_services(run_dir)  # a different FAULT needs fresh processes
     wl = spec.inference_workloads[0]

@@ -8,6 +8,7 @@ Core modules are imported inside `run()` so that DAG parsing stays fast.
 
 from __future__ import annotations
 
+import glob
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from migration_waves.airflow.context import WaveRunContext, resolve_fs
+from migration_waves.spec.models import DatasetClass
 
 if TYPE_CHECKING:
     from migration_waves.transfer.manifest import Manifest
@@ -258,14 +260,6 @@ def _save_samples(ctx: WaveRunContext, name: str, samples: list[Any]) -> str:
     return ctx.store.write("samples", name, {"samples": [jsonable(s) for s in samples]})
 
 
-def _load_samples(ctx: WaveRunContext, name: str) -> list[Any]:
-    from migration_waves.canary.load import Sample
-
-    rec = ctx.store.read("samples", name) or {}
-    data = rec.get("data", rec)
-    return [Sample.model_validate(s) for s in data.get("samples", [])]
-
-
 # -- data -----------------------------------------------------------------------------------------
 
 
@@ -298,6 +292,19 @@ def _write_manifest(ctx: WaveRunContext, dataset: str, kind: str, manifest: Mani
 
 def _previous(ctx: WaveRunContext, dataset: str) -> Manifest | None:
     return _read_manifest(ctx, dataset, "verified")
+
+
+#: Telemetry ingest takes a file once it has been quiet this long; the file a service is still
+#: appending to waits for the next ingest (append-only logs: nothing is lost, nothing torn).
+TELEMETRY_QUIET_S = 5.0
+
+
+def _still_written(fs: Any, root: str, include: list[str], exclude: list[str], *, quiet_s: float) -> list[str]:
+    from migration_waves.transfer.manifest import list_files
+
+    now = time.time()
+    return [rel for rel, _, mtime in list_files(fs, root, include=include, exclude=exclude)
+            if mtime and now - mtime < quiet_s]
 
 
 class DatasetOperator(WaveOperator):
@@ -356,15 +363,21 @@ class CopyDatasetOperator(DatasetOperator):
         src_fs, src_root = resolve_fs(ctx.spec.location(ds.source))
         dst_fs, dst_root = resolve_fs(ctx.spec.location(ds.target))
         started = time.time()
+        exclude = list(ds.exclude)
+        held_back: list[str] = []
+        if ds.class_ is DatasetClass.TELEMETRY:
+            held_back = _still_written(src_fs, src_root, ds.include, ds.exclude, quiet_s=TELEMETRY_QUIET_S)
+            exclude += [glob.escape(p) for p in held_back]
         result = copy_tree(
             src_fs, src_root, dst_fs, dst_root, dataset=ds.name, algorithm=ds.checksum.value,
             delete=ds.delete and self.mode != "seed", max_delete=ds.max_delete,
-            previous=_previous(ctx, ds.name), include=ds.include, exclude=ds.exclude,
+            previous=_previous(ctx, ds.name), include=ds.include, exclude=exclude,
         )
         record = jsonable(result)
         record["manifest"] = _write_manifest(ctx, ds.name, "copied", result.target_manifest)
         record.pop("target_manifest", None)
         record["mode"] = self.mode
+        record["held_back"] = held_back
         # Replication lag: the target now holds the source as listed when this pass started.
         record["lag_s"] = round(time.time() - started, 3)
         if self.mode != "seed":
@@ -519,19 +532,29 @@ class CanaryStepOperator(WaveOperator):
         return f"{self.subject}-step-{self.step_pct:03d}"
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
-        from migration_waves.canary.step import run_canary_step
+        from migration_waves.canary.judge import GatePolicy
+        from migration_waves.canary.load import load_payloads
+        from migration_waves.canary.steps import run_step
 
         wl = ctx.spec.workload(str(self.subject))
-        baseline = _load_samples(ctx, f"baseline-{wl.name}")
-        step = run_canary_step(wl, self.step_pct, router=_router(wl),
-                               payloads_path=ctx.spec.resolve_path(wl.payloads), baseline_samples=baseline)
+        policy = GatePolicy(p95_ratio_max=wl.canary.p95_ratio_max, error_rate_max=wl.canary.error_rate_max,
+                            min_samples=wl.canary.min_samples, p95_min_delta_ms=wl.canary.p95_min_delta_ms)
+        step = run_step(
+            _router(wl), str(wl.router.admin).rstrip("/") + wl.predict_path,
+            load_payloads(ctx.spec.resolve_path(wl.payloads)), workload=wl.name, step_pct=self.step_pct,
+            n_requests=wl.canary.samples_per_step, concurrency=wl.canary.concurrency, policy=policy,
+        )
         _save_samples(ctx, f"canary-{wl.name}-{self.step_pct:03d}", step.samples)
-        record = jsonable(step)
-        record.pop("samples", None)
-        # The step itself succeeded in moving traffic and measuring; the gate decides.
-        record["verdict_passed"] = record.get("passed")
-        record["passed"] = True
-        return record
+        verdict = jsonable(step.verdict)
+        return {
+            "workload": wl.name, "step_pct": self.step_pct, "router_weight": step.router_weight,
+            "requests_routed": step.requests_routed, "pinned": step.pinned, "unattributed": step.unattributed,
+            **{k: verdict.get(k) for k in ("outcome", "baseline", "candidate", "p95_ratio", "p95_ratio_ci90",
+                                           "mannwhitney_p", "policy", "reasons")},
+            "verdict_passed": verdict.get("outcome") == "pass",
+            # The step did its work (moved traffic, measured); the gate after it decides.
+            "passed": True,
+        }
 
 
 class CanaryGateOperator(BaseBranchOperator):

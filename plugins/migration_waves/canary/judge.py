@@ -27,6 +27,9 @@ class GatePolicy(BaseModel):
     p95_ratio_max: float = Field(default=1.2, gt=0)
     error_rate_max: float = Field(default=0.01, ge=0, le=1)
     min_samples: int = Field(default=50, ge=1)
+    # Practical significance: a ratio over the limit fails only when the p95 also grew by at least
+    # this many milliseconds. At single-digit-ms latencies a 1 ms jitter is a 1.5x "ratio".
+    p95_min_delta_ms: float = Field(default=5.0, ge=0)
 
 
 class Metrics(BaseModel):
@@ -166,8 +169,14 @@ def judge_step(
             f"limit {policy.p95_ratio_max:.2f}; "
             f"Mann-Whitney one-sided p={p_value:.3g})"
         )
-        if ratio > policy.p95_ratio_max and p_value < ALPHA:
+        delta = c_m.p95_ms - b_m.p95_ms
+        if ratio > policy.p95_ratio_max and p_value < ALPHA and delta >= policy.p95_min_delta_ms:
             failures.append(f"{where}: candidate is slower: {lat}")
+        elif ratio > policy.p95_ratio_max and p_value < ALPHA:
+            verdict.reasons.append(
+                f"{where}: p95 ratio above the limit but only {delta:.1f} ms slower "
+                f"(< {policy.p95_min_delta_ms:g} ms floor): {lat}"
+            )
         elif ratio > policy.p95_ratio_max:
             verdict.reasons.append(f"{where}: p95 ratio above the limit but not significant: {lat}")
         else:

@@ -258,12 +258,16 @@ def _build_features(features: Path, pixels: np.ndarray, labels: np.ndarray) -> b
     return built
 
 
-def mutate_features(root: Path, fraction: float = 0.3, *, seed: int | None = None) -> list[str]:
+def mutate_features(
+    root: Path, fraction: float = 0.3, *, seed: int | None = None, add_partition: bool | None = None
+) -> list[str]:
     """Change part of ``root/onprem/features/`` as the on-prem feature pipeline would.
 
     Rewrites ``ceil(fraction * files)`` randomly chosen files with a new revision (features
-    recomputed with a small jitter) and adds one new partition with fresh rows. Every write is
-    atomic. Returns the changed paths relative to the features folder, sorted.
+    recomputed with a small jitter) and, when ``add_partition`` (default: while the table has
+    fewer than twice its initial files, so a writer looping for hours stays bounded), adds one
+    new partition. Every write is atomic. Returns the changed paths relative to the features
+    folder, sorted.
     """
     import pyarrow.parquet as pq
 
@@ -288,6 +292,10 @@ def mutate_features(root: Path, fraction: float = 0.3, *, seed: int | None = Non
         jittered = np.clip(pixels + rng.normal(0.0, 0.5, size=pixels.shape), 0.0, 16.0)
         write_file_atomic(path, _parquet_bytes(_feature_columns(jittered, labels, ids, revision=revision)))
         changed.append(path.name)
+    if add_partition is None:
+        add_partition = len(parts) < 2 * FEATURE_FILES
+    if not add_partition:
+        return sorted(changed)
     next_number = int(parts[-1].stem.split("-")[1]) + 1
     new_ids = np.sort(rng.choice(len(labels), size=100, replace=False))
     new_path = features / f"part-{next_number:04d}.parquet"
@@ -485,7 +493,7 @@ def _build_checkpoints(ckpt: Path) -> bool:
 
 
 def _build_logs(logs: Path, model_dir: Path, pixels: np.ndarray, labels: np.ndarray) -> bool:
-    path = logs / "serving-initial.jsonl"
+    path = logs / "serving-onprem-initial.jsonl"
     if path.is_file():
         return False
     model = load_digits_model(model_dir)
@@ -496,15 +504,13 @@ def _build_logs(logs: Path, model_dir: Path, pixels: np.ndarray, labels: np.ndar
         started = time.perf_counter()
         prediction = int(model.predict(pixels[i : i + 1])[0])
         latency_ms = (time.perf_counter() - started) * 1000
+        # The same record shape as the inference service's serving log (demo/inference.py).
         record = {
-            "ts": datetime.fromtimestamp(now - (50 - offset), UTC).isoformat(),
-            "workload": "digits-classifier",
-            "site": "onprem",
-            "path": "/predict",
+            "ts": round(now - (50 - offset), 6),
+            "backend": "onprem",
+            "label": prediction,
+            "latency_ms": round(latency_ms, 3),
             "status": 200,
-            "latency_ms": round(latency_ms, 4),
-            "prediction": prediction,
-            "label": int(labels[i]),
         }
         lines.append(json.dumps(record))
     write_file_atomic(path, ("\n".join(lines) + "\n").encode())

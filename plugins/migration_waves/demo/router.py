@@ -50,6 +50,8 @@ _DROP_RESPONSE = {
     "trailer",
     "upgrade",
     "content-encoding",
+    "date",  # uvicorn adds its own date and server headers to the proxied response
+    "server",
 }
 
 

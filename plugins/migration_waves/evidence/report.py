@@ -104,6 +104,12 @@ def fmt_num(value: Any, digits: int = 2, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+def fmt_ratio(value: Any) -> str:
+    """Ratios keep two decimals (1.00, 2.50): they are compared against limits like 1.5."""
+    n = _f(value)
+    return "–" if n is None else f"{n:.2f}"
+
+
 def fmt_pct(value: Any) -> str:
     n = _f(value)
     return "–" if n is None else f"{n * 100:.2f}%"

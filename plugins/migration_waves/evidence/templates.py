@@ -106,7 +106,7 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 </table>{% endif %}
 {% if g.benchmark %}
 <p>Benchmark: <strong>{{ g.benchmark.gflops | num(1) }} GFLOP/s</strong> vs baseline {{ g.benchmark.baseline_gflops | num(1) }} GFLOP/s
-(ratio {{ g.benchmark.ratio | num(2) }}) {{ g.benchmark.bar | safe }}
+(ratio {{ g.benchmark.ratio | ratio }}) {{ g.benchmark.bar | safe }}
 <span class="badge {{ g.benchmark.status | replace(' ', '-') }}">{{ g.benchmark.status }}</span>
 {% if g.benchmark.reason %}<span class="small muted">{{ g.benchmark.reason }}</span>{% endif %}</p>
 {% endif %}
@@ -129,7 +129,7 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 {% if c.baseline %}On-prem baseline before the canary: p50 {{ c.baseline.p50 | num(1, ' ms') }}, p95 {{ c.baseline.p95 | num(1, ' ms') }}, p99 {{ c.baseline.p99 | num(1, ' ms') }}, errors {{ c.baseline.error_rate | pct }} ({{ c.baseline.count | num(0) }} requests).{% endif %}</p>
 <table><tr><th class="num">weight</th><th class="num">baseline p95</th><th class="num">candidate p95</th><th class="num">p95 ratio</th><th class="num">baseline errors</th><th class="num">candidate errors</th><th class="num">samples</th><th>verdict</th></tr>
 {% for s in c.steps %}<tr><td class="num">{{ s.label }}</td><td class="num">{{ s.baseline.p95 | num(1, ' ms') }}</td><td class="num">{{ s.candidate.p95 | num(1, ' ms') }}</td>
-<td class="num">{{ s.p95_ratio | num(2) }}</td><td class="num">{{ s.baseline.error_rate | pct }}</td><td class="num">{{ s.candidate.error_rate | pct }}</td>
+<td class="num">{{ s.p95_ratio | ratio }}</td><td class="num">{{ s.baseline.error_rate | pct }}</td><td class="num">{{ s.candidate.error_rate | pct }}</td>
 <td class="num">{{ s.baseline.count | num(0) }} / {{ s.candidate.count | num(0) }}</td>
 <td><span class="badge {{ s.verdict | replace(' ', '-') }}">{{ s.verdict }}</span>{% if s.decision %} → <span class="badge {{ s.decision }}">{{ s.decision }}</span>{% endif %}{% if s.aborted %} <span class="badge rolled-back">traffic restored</span>{% endif %}{% for r in s.reasons %}<div class="small">{{ r }}</div>{% endfor %}</td></tr>{% endfor %}
 </table>
@@ -185,7 +185,7 @@ def render_report_html(ctx: dict[str, Any]) -> str:
     """Render the report template with the context built by report.build_evidence_pack."""
     import jinja2
 
-    from migration_waves.evidence.report import fmt_bytes, fmt_num, fmt_pct, fmt_usd
+    from migration_waves.evidence.report import fmt_bytes, fmt_num, fmt_pct, fmt_ratio, fmt_usd
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True)
 
@@ -194,6 +194,10 @@ def render_report_html(ctx: dict[str, Any]) -> str:
         return lambda value, *args: fmt(None if isinstance(value, jinja2.Undefined) else value, *args)
 
     env.filters.update(
-        num=tolerant(fmt_num), pct=tolerant(fmt_pct), bytes=tolerant(fmt_bytes), usd=tolerant(fmt_usd)
+        num=tolerant(fmt_num),
+        pct=tolerant(fmt_pct),
+        bytes=tolerant(fmt_bytes),
+        usd=tolerant(fmt_usd),
+        ratio=tolerant(fmt_ratio),
     )
     return env.from_string(REPORT_TEMPLATE).render(**ctx)

@@ -34,7 +34,8 @@ def evaluate_acceptance(spec: WaveSpec, records: dict[str, dict[str, Any]]) -> d
         last = max(wl.canary.steps)
         step = _data(records.get("canary", {}).get(f"{wl.name}-step-{last:03d}"))
         cand = step.get("candidate") or {}
-        p95, err = cand.get("p95"), cand.get("error_rate")
+        p95 = cand.get("p95_ms", cand.get("p95"))
+        err = cand.get("error_rate")
         check(f"p95:{wl.name}", spec.targets.p95_ms, p95, p95 is not None and p95 <= spec.targets.p95_ms,
               f"workload {wl.name}: candidate p95 {p95} ms at {last}% vs target {spec.targets.p95_ms} ms")
         check(f"error-rate:{wl.name}", spec.targets.error_rate, err,

@@ -58,7 +58,9 @@ class DrillReport(BaseModel):
     rto_s: float
     rpo_s: float
     interrupt_after_checkpoints: int
-    interrupt_delay_s: float = 0.0
+    interrupt_delay_s: float | None = Field(
+        default=None, description="wait after the Nth checkpoint before interrupting (as used)"
+    )
     timeout_s: float
     started_at: str
     finished_at: str
@@ -184,13 +186,14 @@ def run_interruption_drill(
     interrupt_after_checkpoints: int = 2,
     timeout_s: float = 300,
     env: dict[str, str] | None = None,
-    interrupt_delay_s: float = 0.0,
+    interrupt_delay_s: float | None = None,
 ) -> DrillReport:
     """Interrupt ``command`` after N checkpoints, restart it, and judge recovery against RTO and RPO.
 
     ``env`` is added to this process's environment for the job. ``interrupt_delay_s`` waits that
     long after the Nth checkpoint before interrupting, so the job dies between checkpoints and the
-    drill measures real lost work. Returns a ``DrillReport``;
+    drill measures real lost work; by default, half the interval seen between the last two
+    checkpoints (0 when only one was awaited). Returns a ``DrillReport``;
     ``passed`` is False with reasons naming the workload when the job fails, never checkpoints,
     does not resume, misses the RTO/RPO, or runs past ``timeout_s``.
     """
@@ -282,6 +285,11 @@ def _drill(
             return
         time.sleep(POLL_S)
     report.checkpoints_before_interrupt = sorted({e.step for e in new})
+    if report.interrupt_delay_s is None:
+        # Halfway to the next checkpoint: a failure rarely lands right after a save.
+        by_step = sorted(new, key=lambda e: e.step)
+        gap = by_step[-1].mtime - by_step[-2].mtime if len(by_step) >= 2 else 0.0
+        report.interrupt_delay_s = round(max(gap, 0.0) / 2, 4)
     if report.interrupt_delay_s > 0:
         # Sleep in slices: the job may finish meanwhile, which is checked below.
         until = min(time.monotonic() + report.interrupt_delay_s, deadline)

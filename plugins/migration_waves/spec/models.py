@@ -126,6 +126,9 @@ class CanarySpec(StrictModel):
     samples_per_step: int = Field(default=300, ge=10)
     concurrency: int = Field(default=8, ge=1, le=256)
     p95_ratio_max: float = Field(default=1.2, gt=1)
+    p95_min_delta_ms: float = Field(
+        default=5.0, ge=0, description="a slower p95 fails only when it also grew by this many ms"
+    )
     error_rate_max: float = Field(default=0.01, ge=0, le=1)
     min_samples: int = Field(default=50, ge=5, description="fewer samples per side is inconclusive")
 
