@@ -33,8 +33,10 @@ def main(repeats: int = 5) -> int:
     cold, warm = timings[0], statistics.median(timings[1:])
     tasks = sum(len(d.tasks) for d in bag.dags.values())
     print(f"airflow DagBag import: {import_s:.2f} s (once per process)")
-    print(f"parse dags/ ({len(bag.dags)} DAGs, {tasks} tasks): cold {cold:.3f} s, warm median {warm:.3f} s "
-          f"over {repeats} parses; target < 1 s warm: {'OK' if warm < 1 else 'TOO SLOW'}")
+    print(
+        f"parse dags/ ({len(bag.dags)} DAGs, {tasks} tasks): cold {cold:.3f} s, warm median {warm:.3f} s "
+        f"over {repeats} parses; target < 1 s warm: {'OK' if warm < 1 else 'TOO SLOW'}"
+    )
     return 0 if warm < 1 else 1
 
 

@@ -9,7 +9,10 @@ from airflow.plugins_manager import AirflowPlugin
 
 
 def wave_run_dir(state_root: str, wave: str, run_id: str) -> str:
-    """Folder of a wave run's evidence pack, for templated fields: {{ macros.migration_waves.wave_run_dir(...) }}."""
+    """Folder of a wave run's evidence pack, for templated fields.
+
+    Use as {{ macros.migration_waves.wave_run_dir(state_root, wave, run_id) }}.
+    """
     from migration_waves.evidence.store import EvidenceStore
 
     return EvidenceStore(state_root, wave, run_id).run_dir
@@ -17,4 +20,4 @@ def wave_run_dir(state_root: str, wave: str, run_id: str) -> str:
 
 class MigrationWavesPlugin(AirflowPlugin):
     name = "migration_waves"
-    macros = [wave_run_dir]
+    macros = [wave_run_dir]  # noqa: RUF012 - AirflowPlugin declares these as class lists

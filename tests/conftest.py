@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every test carries exactly one layer marker; a test without one fails collection."""
     unmarked = [item.nodeid for item in items if not MARKERS & {m.name for m in item.iter_markers()}]
     if unmarked:
-        raise pytest.UsageError(f"tests without a layer marker ({', '.join(sorted(MARKERS))}): {unmarked[:10]}")
+        raise pytest.UsageError(
+            f"tests without a layer marker ({', '.join(sorted(MARKERS))}): {unmarked[:10]}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,15 @@ def _lint(args: argparse.Namespace) -> int:
     files = spec_files(args.paths)
     specs, problems = lint_paths(files)
     if args.json:
-        print(json.dumps({"waves": [s.wave for s in specs], "problems": [p.__dict__ | {"value": repr(p.value)}
-                                                                          for p in problems]}, default=str))
+        print(
+            json.dumps(
+                {
+                    "waves": [s.wave for s in specs],
+                    "problems": [p.__dict__ | {"value": repr(p.value)} for p in problems],
+                },
+                default=str,
+            )
+        )
     else:
         for problem in problems:
             print(problem, file=sys.stderr)

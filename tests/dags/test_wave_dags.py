@@ -22,10 +22,10 @@ def test_no_import_errors(dagbag: Any) -> None:
 
 
 def test_every_spec_renders(dagbag: Any, project_root: Path) -> None:
+    import yaml
+
     from migration_waves.airflow.dag_factory import dag_id_for
     from migration_waves.spec.loader import spec_files
-
-    import yaml
 
     waves = [yaml.safe_load(f.read_text())["wave"] for f in spec_files([project_root / "include" / "waves"])]
     assert waves
@@ -39,8 +39,19 @@ def test_every_spec_renders(dagbag: Any, project_root: Path) -> None:
 def test_pilot_has_every_stage(dagbag: Any) -> None:
     dag = dagbag.dags.get("wave_pilot")
     groups = {t.task_id.split(".", 1)[0] for t in dag.tasks}
-    assert groups == {"preflight", "baseline", "data", "gpu", "resilience", "canary", "cutover", "acceptance",
-                      "rollback", "report", "outcome"}
+    assert groups == {
+        "preflight",
+        "baseline",
+        "data",
+        "gpu",
+        "resilience",
+        "canary",
+        "cutover",
+        "acceptance",
+        "rollback",
+        "report",
+        "outcome",
+    }
     for ds in ("digits-corpus", "features", "checkpoints", "serving-logs", "minilm-model"):
         assert f"data.{ds}.snapshot" in dag.task_ids
     assert "data.features.sync" in dag.task_ids  # mutable: seed then sync
@@ -98,7 +109,10 @@ def test_params_of_the_trigger_form(dagbag: Any) -> None:
 def test_second_wave_waits_for_pilot(dagbag: Any) -> None:
     dag = dagbag.dags.get("wave_early_adopters")
     assert "preflight.earlier-waves" in dag.task_ids
-    assert dag.get_task("acceptance.evaluate").outlets[0].uri == "migration-waves://waves/early-adopters/accepted"
+    assert (
+        dag.get_task("acceptance.evaluate").outlets[0].uri
+        == "migration-waves://waves/early-adopters/accepted"
+    )
 
 
 def test_dags_folder_imports_no_heavy_module(project_root: Path) -> None:

@@ -350,7 +350,9 @@ def test_operator_record_shapes(tmp_path: Path, pilot: WaveSpec) -> None:
     assert "canary/digits-classifier-step-050" in pack.missing
     html = Path(pack.report_html).read_text()
     text = text_of(html)
-    assert "2.50" in text and "77.5 ms" in text and "2.50%" not in text and "2.00%" in text  # *_ms metrics and error rate read
+    assert (
+        "2.50" in text and "77.5 ms" in text and "2.50%" not in text and "2.00%" in text
+    )  # *_ms metrics and error rate read
     assert "fail → rollback" in text and "traffic restored" in text
     assert "7/7 expectations" in text and 'href="file:///elsewhere/docs/index.html"' in html
     assert "5.00 GB" in text  # seed + final copy summed

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from migration_waves.gpu.bench import run_benchmark
 from migration_waves.gpu.nvml import NvmlSnapshot
 from migration_waves.spec.loader import load_golden_image

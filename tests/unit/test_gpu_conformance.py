@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from migration_waves.gpu.conformance import (
     check_conformance,
     compare_dotted,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from migration_waves.gpu.nvml import NvmlSnapshot, cuda_version_from_int, decode_text, take_snapshot
 
 pytestmark = pytest.mark.unit

@@ -81,7 +81,7 @@ def test_lint_cross_wave_problems(tmp_path: Path, project_root: Path) -> None:
     second = dict(pilot, wave="second", order=0, after=["pilot", "ghost"])
     second["workloads"] = []
     _write(tmp_path, second, "second.yaml")
-    specs, problems = lint_paths([tmp_path])
+    _, problems = lint_paths([tmp_path])
     messages = [str(p) for p in problems]
     assert any("no golden image no-such-image.yaml" in m for m in messages)
     assert any("no wave named 'ghost'" in m for m in messages)

@@ -6,6 +6,7 @@ names an import path. Only the spec is read at parse time (YAML + pydantic, mill
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from datetime import timedelta
@@ -40,7 +41,9 @@ def _params(spec: WaveSpec) -> dict[str, Param]:
         "dry_run": Param(False, type="boolean", description="Plan and forecast only; nothing moves."),
         "force": Param(False, type="boolean", description="Run again even though the wave was accepted."),
         "datasets": Param(
-            [], type="array", items={"type": "string", "enum": [d.name for d in spec.datasets] or [""]},
+            [],
+            type="array",
+            items={"type": "string", "enum": [d.name for d in spec.datasets] or [""]},
             description="Move only these datasets (empty: all).",
         ),
     }
@@ -63,7 +66,8 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
         tags=["migration-wave", f"wave:{spec.wave}", f"order:{spec.order}"],
         default_args=default_args,
         doc_md=f"Wave **{spec.wave}** (order {spec.order}) from `{Path(spec_path).name}`. "
-        f"Owners: launch {spec.owners.launch}, cutover {spec.owners.cutover}, rollback {spec.owners.rollback}.",
+        f"Owners: launch {spec.owners.launch}, cutover {spec.owners.cutover}, "
+        f"rollback {spec.owners.rollback}.",
     )
     with dag:
         with TaskGroup("preflight"):
@@ -75,7 +79,7 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
                 ops.PlanOperator(task_id="plan", **common),
                 ops.EgressBudgetOperator(task_id="egress-budget", **common),
             ]
-            for a, b in zip(chain_, chain_[1:], strict=False):
+            for a, b in itertools.pairwise(chain_):
                 a >> b
             go = ops.GoGateOperator(task_id="go", **common)
             chain_[-1] >> go
@@ -92,8 +96,12 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
             for image in spec.golden_image_names:
                 queue = _queue_for_image(spec, image)
                 with TaskGroup(image):
-                    conf = ops.GpuConformanceOperator(task_id="conformance", subject=image, queue=queue, **common)
-                    bench = ops.GpuBenchmarkOperator(task_id="benchmark", subject=image, queue=queue, **common)
+                    conf = ops.GpuConformanceOperator(
+                        task_id="conformance", subject=image, queue=queue, **common
+                    )
+                    bench = ops.GpuBenchmarkOperator(
+                        task_id="benchmark", subject=image, queue=queue, **common
+                    )
                     conf >> bench
 
         with TaskGroup("resilience") as resilience:
@@ -104,15 +112,18 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
             ends = [_canary_tasks(wl, common) for wl in spec.inference_workloads]
 
         with TaskGroup("cutover"):
-            freeze = ops.FreezeWritesOperator(task_id="freeze", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-                                              **common)
+            freeze = ops.FreezeWritesOperator(
+                task_id="freeze", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **common
+            )
             last = freeze
             mutable = [d for d in spec.datasets if d.class_ is DatasetClass.MUTABLE]
             for ds in mutable:
-                sync = ops.CopyDatasetOperator(task_id=f"{ds.name}-final-sync", subject=ds.name, mode="final",
-                                               **common)
-                verify = ops.VerifyDatasetOperator(task_id=f"{ds.name}-final-verify", subject=ds.name,
-                                                   mode="final", **common)
+                sync = ops.CopyDatasetOperator(
+                    task_id=f"{ds.name}-final-sync", subject=ds.name, mode="final", **common
+                )
+                verify = ops.VerifyDatasetOperator(
+                    task_id=f"{ds.name}-final-verify", subject=ds.name, mode="final", **common
+                )
                 last >> sync >> verify
                 last = verify
             switch = ops.SwitchTrafficOperator(task_id="switch-traffic", **common)
@@ -124,8 +135,11 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
 
         with TaskGroup("rollback"):
             restore = ops.RollbackOperator(
-                task_id="restore", trigger_rule=TriggerRule.ALL_DONE, retries=3,
-                retry_delay=timedelta(seconds=5), **common,
+                task_id="restore",
+                trigger_rule=TriggerRule.ALL_DONE,
+                retries=3,
+                retry_delay=timedelta(seconds=5),
+                **common,
             )
 
         report = ops.ReportOperator(task_id="report", trigger_rule=TriggerRule.ALL_DONE, **common)
@@ -165,13 +179,19 @@ def _queue_for_image(spec: WaveSpec, image: str) -> str:
 def _dataset_tasks(name: str, klass: DatasetClass, spec: WaveSpec, common: dict[str, Any]) -> None:
     with TaskGroup(name):
         snap = ops.SnapshotManifestOperator(task_id="snapshot", subject=name, **common)
-        seed = ops.CopyDatasetOperator(task_id="seed" if klass is not DatasetClass.TELEMETRY else "ingest",
-                                       subject=name, mode="seed", **common)
+        seed = ops.CopyDatasetOperator(
+            task_id="seed" if klass is not DatasetClass.TELEMETRY else "ingest",
+            subject=name,
+            mode="seed",
+            **common,
+        )
         verify = ops.VerifyDatasetOperator(task_id="verify", subject=name, mode="seed", **common)
         snap >> seed >> verify
         if klass is DatasetClass.MUTABLE:
             sync = ops.CopyDatasetOperator(task_id="sync", subject=name, mode="sync", **common)
-            verify_sync = ops.VerifyDatasetOperator(task_id="verify-sync", subject=name, mode="sync", **common)
+            verify_sync = ops.VerifyDatasetOperator(
+                task_id="verify-sync", subject=name, mode="sync", **common
+            )
             verify >> sync >> verify_sync
 
 
@@ -180,8 +200,12 @@ def _canary_tasks(wl: Any, common: dict[str, Any]) -> tuple[Any, Any]:
     with TaskGroup(wl.name) as group:
         prefix = f"{group.group_id}."
         # A join: runs when its upstream groups did not fail, even if a dataset was left out.
-        synthetic = ops.SyntheticCheckOperator(task_id="synthetic", subject=wl.name,
-                                               trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **common)
+        synthetic = ops.SyntheticCheckOperator(
+            task_id="synthetic",
+            subject=wl.name,
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+            **common,
+        )
         promote = ops.PromoteOperator(task_id="promote", subject=wl.name, **common)
         prev: Any = synthetic
         steps = list(wl.canary.steps)
@@ -189,11 +213,21 @@ def _canary_tasks(wl: Any, common: dict[str, Any]) -> tuple[Any, Any]:
             step = ops.CanaryStepOperator(task_id=f"step-{pct:03d}", subject=wl.name, step_pct=pct, **common)
             nxt = f"{prefix}step-{steps[i + 1]:03d}" if i + 1 < len(steps) else f"{prefix}promote"
             gate = ops.CanaryGateOperator(
-                task_id=f"gate-{pct:03d}", subject=wl.name, step_pct=pct, on_pass=nxt,
-                on_fail=f"{prefix}abort-{pct:03d}", **common,
+                task_id=f"gate-{pct:03d}",
+                subject=wl.name,
+                step_pct=pct,
+                on_pass=nxt,
+                on_fail=f"{prefix}abort-{pct:03d}",
+                **common,
             )
-            abort = ops.CanaryAbortOperator(task_id=f"abort-{pct:03d}", subject=wl.name, step_pct=pct,
-                                            retries=3, retry_delay=timedelta(seconds=2), **common)
+            abort = ops.CanaryAbortOperator(
+                task_id=f"abort-{pct:03d}",
+                subject=wl.name,
+                step_pct=pct,
+                retries=3,
+                retry_delay=timedelta(seconds=2),
+                **common,
+            )
             prev >> step >> gate >> abort
             prev = gate
         prev >> promote

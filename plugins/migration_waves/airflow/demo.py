@@ -11,9 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from migration_waves.airflow.runner import PROJECT_ROOT
@@ -27,20 +27,32 @@ def _say(msg: str) -> None:
 
 
 @contextmanager
-def demo_services(spec: Any, *, fault: str | None, demo_root: Path = DEMO_ROOT) -> Iterator[None]:
-    """Demo inputs built, services (on-prem, cloud, router) and the feature writer running."""
+def demo_services(
+    spec: Any,
+    *,
+    fault: str | None,
+    demo_root: Path = DEMO_ROOT,
+    payloads: Path = PAYLOADS,
+    writer_interval_s: float | None = 1.5,
+) -> Iterator[None]:
+    """Demo inputs built, services (on-prem, cloud, router) and the feature writer running.
+
+    The ports come from the spec's first inference workload (router, baseline, candidate).
+    """
     from migration_waves.canary.router import LocalRouter
     from migration_waves.demo.data import build_demo_inputs
     from migration_waves.demo.services import start_demo_services, stop_demo_services
     from migration_waves.evidence.store import freeze_marker_path, unfreeze_writes
 
     started = time.monotonic()
-    build_demo_inputs(demo_root, payloads_path=PAYLOADS)
+    build_demo_inputs(demo_root, payloads_path=payloads)
     _say(f"demo inputs ready in {time.monotonic() - started:.1f}s under {demo_root}")
     run_dir = demo_root / "run"
     stop_demo_services(run_dir)  # a different FAULT needs fresh processes
     wl = spec.inference_workloads[0]
-    ports = tuple(int(str(u).rsplit(":", 1)[1].split("/")[0]) for u in (wl.router.admin, wl.baseline, wl.candidate))
+    ports = tuple(
+        int(str(u).rsplit(":", 1)[1].split("/")[0]) for u in (wl.router.admin, wl.baseline, wl.candidate)
+    )
     start_demo_services(
         model_dir=demo_root / "onprem" / "models" / "digits-classifier",
         log_dir=demo_root / "onprem" / "logs",
@@ -49,24 +61,40 @@ def demo_services(spec: Any, *, fault: str | None, demo_root: Path = DEMO_ROOT) 
         fault=fault,
         run_dir=run_dir,
     )
-    _say(f"services up: router {wl.router.admin}, on-prem {wl.baseline}, cloud {wl.candidate}"
-         + (f" (fault: {fault})" if fault else ""))
+    _say(
+        f"services up: router {wl.router.admin}, on-prem {wl.baseline}, cloud {wl.candidate}"
+        + (f" (fault: {fault})" if fault else "")
+    )
     state_root = spec.state_root(os.environ.get("MIGRATION_WAVES_STATE_ROOT"))
     unfreeze_writes(state_root, spec.wave)
     LocalRouter(str(wl.router.admin)).set_candidate_weight(0)
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "migration_waves.demo.writer", "--root", str(demo_root),
-         "--freeze-file", freeze_marker_path(state_root, spec.wave), "--interval", "1.5"],
-        stdout=open(run_dir / "writer.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    writer = None
+    if writer_interval_s:
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "migration_waves.demo.writer",
+                "--root",
+                str(demo_root),
+                "--freeze-file",
+                freeze_marker_path(state_root, spec.wave),
+                "--interval",
+                str(writer_interval_s),
+            ],
+            stdout=open(run_dir / "writer.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield
     finally:
-        writer.send_signal(signal.SIGTERM)
-        try:
-            writer.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            writer.kill()
+        if writer is not None:
+            writer.send_signal(signal.SIGTERM)
+            try:
+                writer.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                writer.kill()
         stop_demo_services(run_dir)
         _say("services stopped")
 
@@ -74,14 +102,18 @@ def demo_services(spec: Any, *, fault: str | None, demo_root: Path = DEMO_ROOT) 
 def _print_outcome(spec: Any, result: Any) -> None:
     from migration_waves.evidence.store import EvidenceStore
 
-    store = EvidenceStore(spec.state_root(os.environ.get("MIGRATION_WAVES_STATE_ROOT")), spec.wave, result.run_id)
+    store = EvidenceStore(
+        spec.state_root(os.environ.get("MIGRATION_WAVES_STATE_ROOT")), spec.wave, result.run_id
+    )
     width = max(len(t) for t in result.task_states)
     for task, state in sorted(result.task_states.items()):
         print(f"  {task:<{width}}  {state}")
     outcome = (store.read("outcome", "outcome") or {}).get("data", {})
     print()
-    print(f"wave {spec.wave}: run {result.run_id} ended {result.state.upper()}"
-          + (f" ({outcome.get('status')})" if outcome else ""))
+    print(
+        f"wave {spec.wave}: run {result.run_id} ended {result.state.upper()}"
+        + (f" ({outcome.get('status')})" if outcome else "")
+    )
     for reason in (outcome.get("reasons") or [])[:8]:
         print(f"  - {reason}")
     print(f"report:   {store.path('report.html')}")
@@ -93,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wave", default="pilot")
     parser.add_argument("--fault", choices=["latency", "errors"], default=None)
     parser.add_argument("--serve", action="store_true", help="run airflow standalone instead of one test run")
+    parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     args = parser.parse_args(argv)
+    if not args.verbose and not args.serve:
+        # dag.test() prints every task's log; the demo prints its own summary.
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     from migration_waves.airflow.dag_factory import dag_id_for
     from migration_waves.spec.loader import load_wave
@@ -113,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
 def _serve() -> int:
     home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
     port = os.environ.get("AIRFLOW__API__PORT", "8080")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), "standalone"], start_new_session=True
+    )
     pw_file = home / "simple_auth_manager_passwords.json.generated"
     for _ in range(120):
         if pw_file.exists() or proc.poll() is not None:

@@ -103,9 +103,15 @@ class SpecCheckOperator(WaveOperator):
     stage, action, skip_on_dry_run = "preflight", "spec", False
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        from pathlib import Path
+
         from migration_waves.spec.loader import lint_paths
 
-        _, problems = lint_paths([self.wave_spec])
+        # Lint the whole folder so cross-wave rules (after, order) see the sibling waves;
+        # report this wave's problems only.
+        spec_file = Path(self.wave_spec).resolve()
+        _, all_problems = lint_paths([spec_file.parent])
+        problems = [p for p in all_problems if Path(p.file).resolve() == spec_file]
         return {
             "passed": not problems,
             "spec": self.wave_spec,
@@ -129,7 +135,8 @@ class EarlierWavesOperator(WaveOperator):
             "after": ctx.spec.after,
             "accepted": {dep: acc for dep, acc in status.items() if acc},
             "reasons": [
-                f"wave {ctx.spec.wave} runs after {dep!r}, which is not accepted yet; run and accept {dep} first"
+                f"wave {ctx.spec.wave} runs after {dep!r}, which is not accepted yet; "
+                f"run and accept {dep} first"
                 for dep in missing
             ],
         }
@@ -214,8 +221,11 @@ class GoGateOperator(BaseBranchOperator):
             return [self.stop_task_id]
         accepted = is_accepted(ctx.state_root, ctx.spec.wave)
         if accepted and not ctx.params.get("force"):
-            self.log.info("Wave %s was accepted by run %s; pass force=true to run it again.",
-                          ctx.spec.wave, accepted.get("run_id"))
+            self.log.info(
+                "Wave %s was accepted by run %s; pass force=true to run it again.",
+                ctx.spec.wave,
+                accepted.get("run_id"),
+            )
             return [self.stop_task_id]
         return sorted(self.downstream_task_ids)
 
@@ -233,14 +243,15 @@ class BaselineOperator(WaveOperator):
         return str(self.subject)
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
-        from migration_waves.canary.load import load_payloads, run_load
         from migration_waves.canary.judge import summarize as summarize_samples
+        from migration_waves.canary.load import load_payloads, run_load
 
         wl = ctx.spec.workload(str(self.subject))
         payloads = load_payloads(ctx.spec.resolve_path(wl.payloads))
         url = str(wl.baseline).rstrip("/") + wl.predict_path
-        samples = run_load(url, payloads, n_requests=wl.canary.samples_per_step,
-                           concurrency=wl.canary.concurrency)
+        samples = run_load(
+            url, payloads, n_requests=wl.canary.samples_per_step, concurrency=wl.canary.concurrency
+        )
         stats = jsonable(summarize_samples(samples))
         ok = stats.get("count", 0) >= wl.canary.min_samples and stats.get("error_rate", 1) <= 0.5
         _save_samples(ctx, f"baseline-{wl.name}", samples)
@@ -249,7 +260,9 @@ class BaselineOperator(WaveOperator):
             "workload": wl.name,
             "url": url,
             "passed": ok,
-            "reasons": [] if ok else [
+            "reasons": []
+            if ok
+            else [
                 f"workload {wl.name}: on-prem baseline {url} answered {stats.get('count', 0)} requests with "
                 f"error rate {stats.get('error_rate')}; is the endpoint up?"
             ],
@@ -299,12 +312,17 @@ def _previous(ctx: WaveRunContext, dataset: str) -> Manifest | None:
 TELEMETRY_QUIET_S = 5.0
 
 
-def _still_written(fs: Any, root: str, include: list[str], exclude: list[str], *, quiet_s: float) -> list[str]:
+def _still_written(
+    fs: Any, root: str, include: list[str], exclude: list[str], *, quiet_s: float
+) -> list[str]:
     from migration_waves.transfer.manifest import list_files
 
     now = time.time()
-    return [rel for rel, _, mtime in list_files(fs, root, include=include, exclude=exclude)
-            if mtime and now - mtime < quiet_s]
+    return [
+        rel
+        for rel, _, mtime in list_files(fs, root, include=include, exclude=exclude)
+        if mtime and now - mtime < quiet_s
+    ]
 
 
 class DatasetOperator(WaveOperator):
@@ -330,13 +348,20 @@ class SnapshotManifestOperator(DatasetOperator):
 
         ds = ctx.spec.dataset(str(self.subject))
         fs, root = resolve_fs(ctx.spec.location(ds.source))
-        manifest = build_manifest(fs, root, algorithm=ds.checksum.value, include=ds.include, exclude=ds.exclude)
+        manifest = build_manifest(
+            fs, root, algorithm=ds.checksum.value, include=ds.include, exclude=ds.exclude
+        )
         path = _write_manifest(ctx, ds.name, "source", manifest)
         return {
-            "dataset": ds.name, "manifest": path, "files": len(manifest.entries),
-            "bytes": manifest.total_bytes, "algorithm": manifest.algorithm,
+            "dataset": ds.name,
+            "manifest": path,
+            "files": len(manifest.entries),
+            "bytes": manifest.total_bytes,
+            "algorithm": manifest.algorithm,
             "passed": bool(manifest.entries),
-            "reasons": [] if manifest.entries else [
+            "reasons": []
+            if manifest.entries
+            else [
                 f"dataset {ds.name}: source {ctx.spec.location(ds.source).url} holds no files; "
                 "check the site storage and the dataset path"
             ],
@@ -369,9 +394,17 @@ class CopyDatasetOperator(DatasetOperator):
             held_back = _still_written(src_fs, src_root, ds.include, ds.exclude, quiet_s=TELEMETRY_QUIET_S)
             exclude += [glob.escape(p) for p in held_back]
         result = copy_tree(
-            src_fs, src_root, dst_fs, dst_root, dataset=ds.name, algorithm=ds.checksum.value,
-            delete=ds.delete and self.mode != "seed", max_delete=ds.max_delete,
-            previous=_previous(ctx, ds.name), include=ds.include, exclude=exclude,
+            src_fs,
+            src_root,
+            dst_fs,
+            dst_root,
+            dataset=ds.name,
+            algorithm=ds.checksum.value,
+            delete=ds.delete and self.mode != "seed",
+            max_delete=ds.max_delete,
+            previous=_previous(ctx, ds.name),
+            include=ds.include,
+            exclude=exclude,
         )
         record = jsonable(result)
         record["manifest"] = _write_manifest(ctx, ds.name, "copied", result.target_manifest)
@@ -410,8 +443,11 @@ class VerifyDatasetOperator(DatasetOperator):
         ds = ctx.spec.dataset(str(self.subject))
         expected = _read_manifest(ctx, ds.name, "copied")
         if expected is None:
-            return {"dataset": ds.name, "passed": False,
-                    "reasons": [f"dataset {ds.name}: nothing was copied yet; run the seed first"]}
+            return {
+                "dataset": ds.name,
+                "passed": False,
+                "reasons": [f"dataset {ds.name}: nothing was copied yet; run the seed first"],
+            }
         dst_fs, dst_root = resolve_fs(ctx.spec.location(ds.target))
         verify = verify_tree(dst_fs, dst_root, expected, dataset=ds.name)
         docs_dir = ctx.store.path("data-docs", ds.name)
@@ -480,10 +516,15 @@ class InterruptionDrillOperator(WaveOperator):
         wl = ctx.spec.workload(str(self.subject))
         scratch = Path(tempfile.mkdtemp(prefix=f"drill-{wl.name}-"))
         return run_interruption_drill(
-            list(wl.command), scratch, workload=wl.name,
-            rto_s=ctx.spec.targets.rto_minutes * 60, rpo_s=ctx.spec.targets.rpo_minutes * 60,
-            signal=wl.drill.signal, grace_s=wl.drill.grace_s,
-            interrupt_after_checkpoints=wl.drill.interrupt_after_checkpoints, timeout_s=wl.drill.timeout_s,
+            list(wl.command),
+            scratch,
+            workload=wl.name,
+            rto_s=ctx.spec.targets.rto_minutes * 60,
+            rpo_s=ctx.spec.targets.rpo_minutes * 60,
+            signal=wl.drill.signal,
+            grace_s=wl.drill.grace_s,
+            interrupt_after_checkpoints=wl.drill.interrupt_after_checkpoints,
+            timeout_s=wl.drill.timeout_s,
         )
 
 
@@ -508,14 +549,26 @@ class SyntheticCheckOperator(WaveOperator):
         wl = ctx.spec.workload(str(self.subject))
         payload = load_payloads(ctx.spec.resolve_path(wl.payloads))[0]
         results = {
-            side: jsonable(synthetic_check(str(url), predict_path=wl.predict_path, health_path=wl.health_path,
-                                           payload=payload, workload=wl.name))
+            side: jsonable(
+                synthetic_check(
+                    str(url),
+                    predict_path=wl.predict_path,
+                    health_path=wl.health_path,
+                    payload=payload,
+                    workload=wl.name,
+                )
+            )
             for side, url in (("baseline", wl.baseline), ("candidate", wl.candidate))
         }
         weight = _router(wl).get_candidate_weight()
         reasons = [r for res in results.values() for r in res.get("reasons", [])]
-        return {"workload": wl.name, "checks": results, "candidate_weight": weight,
-                "passed": all(r["passed"] for r in results.values()), "reasons": reasons}
+        return {
+            "workload": wl.name,
+            "checks": results,
+            "candidate_weight": weight,
+            "passed": all(r["passed"] for r in results.values()),
+            "reasons": reasons,
+        }
 
 
 class CanaryStepOperator(WaveOperator):
@@ -537,20 +590,44 @@ class CanaryStepOperator(WaveOperator):
         from migration_waves.canary.steps import run_step
 
         wl = ctx.spec.workload(str(self.subject))
-        policy = GatePolicy(p95_ratio_max=wl.canary.p95_ratio_max, error_rate_max=wl.canary.error_rate_max,
-                            min_samples=wl.canary.min_samples, p95_min_delta_ms=wl.canary.p95_min_delta_ms)
+        policy = GatePolicy(
+            p95_ratio_max=wl.canary.p95_ratio_max,
+            error_rate_max=wl.canary.error_rate_max,
+            min_samples=wl.canary.min_samples,
+            p95_min_delta_ms=wl.canary.p95_min_delta_ms,
+        )
         step = run_step(
-            _router(wl), str(wl.router.admin).rstrip("/") + wl.predict_path,
-            load_payloads(ctx.spec.resolve_path(wl.payloads)), workload=wl.name, step_pct=self.step_pct,
-            n_requests=wl.canary.samples_per_step, concurrency=wl.canary.concurrency, policy=policy,
+            _router(wl),
+            str(wl.router.admin).rstrip("/") + wl.predict_path,
+            load_payloads(ctx.spec.resolve_path(wl.payloads)),
+            workload=wl.name,
+            step_pct=self.step_pct,
+            n_requests=wl.canary.samples_per_step,
+            concurrency=wl.canary.concurrency,
+            policy=policy,
         )
         _save_samples(ctx, f"canary-{wl.name}-{self.step_pct:03d}", step.samples)
         verdict = jsonable(step.verdict)
         return {
-            "workload": wl.name, "step_pct": self.step_pct, "router_weight": step.router_weight,
-            "requests_routed": step.requests_routed, "pinned": step.pinned, "unattributed": step.unattributed,
-            **{k: verdict.get(k) for k in ("outcome", "baseline", "candidate", "p95_ratio", "p95_ratio_ci90",
-                                           "mannwhitney_p", "policy", "reasons")},
+            "workload": wl.name,
+            "step_pct": self.step_pct,
+            "router_weight": step.router_weight,
+            "requests_routed": step.requests_routed,
+            "pinned": step.pinned,
+            "unattributed": step.unattributed,
+            **{
+                k: verdict.get(k)
+                for k in (
+                    "outcome",
+                    "baseline",
+                    "candidate",
+                    "p95_ratio",
+                    "p95_ratio_ci90",
+                    "mannwhitney_p",
+                    "policy",
+                    "reasons",
+                )
+            },
             "verdict_passed": verdict.get("outcome") == "pass",
             # The step did its work (moved traffic, measured); the gate after it decides.
             "passed": True,
@@ -563,8 +640,9 @@ class CanaryGateOperator(BaseBranchOperator):
     template_fields: Iterable[str] = ("wave_spec",)
     ui_color = "#fff3cd"
 
-    def __init__(self, *, wave_spec: str, subject: str, step_pct: int, on_pass: str, on_fail: str,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, wave_spec: str, subject: str, step_pct: int, on_pass: str, on_fail: str, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.wave_spec = wave_spec
         self.subject = subject
@@ -578,11 +656,18 @@ class CanaryGateOperator(BaseBranchOperator):
         data = rec.get("data", rec)
         outcome = data.get("outcome", "missing")
         decision = self.on_pass if outcome == "pass" else self.on_fail
-        ctx.store.write("canary", f"{self.subject}-gate-{self.step_pct:03d}", {
-            "workload": self.subject, "step_pct": self.step_pct, "outcome": outcome,
-            "decision": "continue" if decision == self.on_pass else "rollback",
-            "decided_at": time.time(), "reasons": data.get("reasons", []),
-        })
+        ctx.store.write(
+            "canary",
+            f"{self.subject}-gate-{self.step_pct:03d}",
+            {
+                "workload": self.subject,
+                "step_pct": self.step_pct,
+                "outcome": outcome,
+                "decision": "continue" if decision == self.on_pass else "rollback",
+                "decided_at": time.time(),
+                "reasons": data.get("reasons", []),
+            },
+        )
         self.log.info("Gate at %s%%: %s -> %s (%s)", self.step_pct, outcome, decision, data.get("reasons"))
         return decision
 
@@ -610,10 +695,16 @@ class CanaryAbortOperator(WaveOperator):
         seconds = round(time.time() - decided, 3) if decided else None
         why = "; ".join(gate.get("reasons") or []) or f"verdict {gate.get('outcome')}"
         return {
-            "workload": wl.name, "step_pct": self.step_pct, "restore": restored,
-            "time_to_rollback_s": seconds, "rolled_back": True, "passed": False,
-            "reasons": [f"workload {wl.name}: canary gate at {self.step_pct}% failed ({why}); "
-                        f"traffic restored to on-prem"],
+            "workload": wl.name,
+            "step_pct": self.step_pct,
+            "restore": restored,
+            "time_to_rollback_s": seconds,
+            "rolled_back": True,
+            "passed": False,
+            "reasons": [
+                f"workload {wl.name}: canary gate at {self.step_pct}% failed ({why}); "
+                f"traffic restored to on-prem"
+            ],
         }
 
 
@@ -625,8 +716,12 @@ class PromoteOperator(WaveOperator):
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
         wl = ctx.spec.workload(str(self.subject))
         weight = _router(wl).get_candidate_weight()
-        return {"workload": wl.name, "candidate_weight": weight, "passed": weight == 100,
-                "reasons": [] if weight == 100 else [f"workload {wl.name}: candidate holds {weight}%, not 100%"]}
+        return {
+            "workload": wl.name,
+            "candidate_weight": weight,
+            "passed": weight == 100,
+            "reasons": [] if weight == 100 else [f"workload {wl.name}: candidate holds {weight}%, not 100%"],
+        }
 
 
 # -- cutover --------------------------------------------------------------------------------------
@@ -658,8 +753,11 @@ class SwitchTrafficOperator(WaveOperator):
                 router.set_candidate_weight(100)
             weights[wl.name] = router.get_candidate_weight()
         bad = [w for w, v in weights.items() if v != 100]
-        return {"weights": weights, "passed": not bad,
-                "reasons": [f"workload {w}: router holds {weights[w]}% on the cloud, not 100%" for w in bad]}
+        return {
+            "weights": weights,
+            "passed": not bad,
+            "reasons": [f"workload {w}: router holds {weights[w]}% on the cloud, not 100%" for w in bad],
+        }
 
 
 class PostCutoverChecksOperator(WaveOperator):
@@ -675,11 +773,20 @@ class PostCutoverChecksOperator(WaveOperator):
         for wl in ctx.spec.inference_workloads:
             payload = load_payloads(ctx.spec.resolve_path(wl.payloads))[0]
             url = str(wl.router.admin)
-            checks[wl.name] = jsonable(synthetic_check(url, predict_path=wl.predict_path,
-                                                       health_path=wl.health_path, payload=payload,
-                                                       workload=wl.name))
-        return {"checks": checks, "passed": all(c["passed"] for c in checks.values()),
-                "reasons": [r for c in checks.values() for r in c.get("reasons", [])]}
+            checks[wl.name] = jsonable(
+                synthetic_check(
+                    url,
+                    predict_path=wl.predict_path,
+                    health_path=wl.health_path,
+                    payload=payload,
+                    workload=wl.name,
+                )
+            )
+        return {
+            "checks": checks,
+            "passed": all(c["passed"] for c in checks.values()),
+            "reasons": [r for c in checks.values() for r in c.get("reasons", [])],
+        }
 
 
 # -- acceptance, rollback, report, outcome -------------------------------------------------------
@@ -691,8 +798,8 @@ class AcceptanceOperator(WaveOperator):
     stage, action = "acceptance", "evaluate"
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
-        from migration_waves.gates.acceptance import evaluate_acceptance
         from migration_waves.evidence.store import mark_accepted
+        from migration_waves.gates.acceptance import evaluate_acceptance
 
         result = evaluate_acceptance(ctx.spec, ctx.store.records())
         if result["passed"]:
@@ -728,8 +835,13 @@ class RollbackOperator(WaveOperator):
             return {"workloads": restored, "unfrozen": frozen, "passed": False, "reasons": errors}
         if not moved and not frozen:
             raise AirflowSkipException("nothing moved: traffic already on-prem and writes not frozen")
-        return {"workloads": restored, "unfrozen": frozen, "rolled_back": True, "passed": True,
-                "reason": "wave not accepted; traffic restored to on-prem"}
+        return {
+            "workloads": restored,
+            "unfrozen": frozen,
+            "rolled_back": True,
+            "passed": True,
+            "reason": "wave not accepted; traffic restored to on-prem",
+        }
 
 
 def run_outcome(ctx: WaveRunContext, *, exclude: Iterable[str]) -> dict[str, Any]:
@@ -740,18 +852,27 @@ def run_outcome(ctx: WaveRunContext, *, exclude: Iterable[str]) -> dict[str, Any
     skip = set(exclude)
     failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t not in skip)
     records = ctx.store.records()
-    rolled_back = [n for stage in ("rollback", "canary") for n, r in records.get(stage, {}).items()
-                   if (r.get("data") or {}).get("rolled_back")]
+    rolled_back = [
+        n
+        for stage in ("rollback", "canary")
+        for n, r in records.get(stage, {}).items()
+        if (r.get("data") or {}).get("rolled_back")
+    ]
     reasons = []
     for stage in records.values():
         for rec in stage.values():
             if rec.get("passed") is False or (rec.get("data") or {}).get("passed") is False:
                 reasons.extend((rec.get("data") or {}).get("reasons") or [])
-    status = "failed" if failed else ("rolled_back" if rolled_back else "success")
+    status = "rolled_back" if rolled_back else ("failed" if failed else "success")
     if status == "success" and not records.get("acceptance"):
         status = "skipped"
-    return {"status": status, "failed_tasks": failed, "rolled_back": rolled_back,
-            "reasons": reasons, "task_states": states}
+    return {
+        "status": status,
+        "failed_tasks": failed,
+        "rolled_back": rolled_back,
+        "reasons": reasons,
+        "task_states": states,
+    }
 
 
 class ReportOperator(WaveOperator):
@@ -777,5 +898,8 @@ class OutcomeOperator(WaveOperator):
         outcome = run_outcome(ctx, exclude=[self.task_id])
         ok = outcome["status"] in ("success", "skipped")
         why = "; ".join(outcome["reasons"][:5]) or ", ".join(outcome["failed_tasks"])
-        return {**outcome, "passed": ok,
-                "reasons": [] if ok else [f"wave {ctx.spec.wave} {outcome['status'].replace('_', ' ')}: {why}"]}
+        return {
+            **outcome,
+            "passed": ok,
+            "reasons": [] if ok else [f"wave {ctx.spec.wave} {outcome['status'].replace('_', ' ')}: {why}"],
+        }

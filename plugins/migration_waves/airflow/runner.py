@@ -38,8 +38,11 @@ def run_wave(dag_id: str, conf: dict[str, Any] | None = None, **kwargs: Any) -> 
     dag = get_wave_dag(dag_id)
     dag_run = dag.test(run_conf=conf or {}, **kwargs)
     states = {
-        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(getattr(ti.state, "value", ti.state))
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(
+            getattr(ti.state, "value", ti.state)
+        )
         for ti in dag_run.get_task_instances()
     }
-    return WaveRunResult(state=str(getattr(dag_run.state, "value", dag_run.state)), run_id=dag_run.run_id,
-                         task_states=states)
+    return WaveRunResult(
+        state=str(getattr(dag_run.state, "value", dag_run.state)), run_id=dag_run.run_id, task_states=states
+    )

@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args(argv)
-    run_writer(args.root, args.freeze_file, interval=args.interval, max_seconds=args.max_seconds,
-               fraction=args.fraction)
+    run_writer(
+        args.root,
+        args.freeze_file,
+        interval=args.interval,
+        max_seconds=args.max_seconds,
+        fraction=args.fraction,
+    )
     return 0
 
 

@@ -70,7 +70,9 @@ def check_security(spec: WaveSpec) -> dict[str, Any]:
                 f"tags:{kind}:{item.name}",
                 not missing,
                 f"{kind} {item.name}: missing required tags {missing}; add them under the wave's or the "
-                f"{kind}'s tags" if missing else f"{kind} {item.name}: tags {sorted(tags)}",
+                f"{kind}'s tags"
+                if missing
+                else f"{kind} {item.name}: tags {sorted(tags)}",
             )
     text = spec.source_file.read_text(encoding="utf-8") if spec.source_file else ""
     found = [label for label, pat in SECRET_PATTERNS.items() if pat.search(text)]
@@ -79,7 +81,8 @@ def check_security(spec: WaveSpec) -> dict[str, Any]:
         not found,
         f"wave {spec.wave}: the spec contains what looks like a secret ({', '.join(found)}); "
         "keep credentials in Airflow connections or a secrets backend and name the conn_id"
-        if found else "no credential-like strings in the spec",
+        if found
+        else "no credential-like strings in the spec",
     )
     for name, site in spec.sites.items():
         remote = "://" in site.storage and not site.storage.startswith("file://")
@@ -87,20 +90,26 @@ def check_security(spec: WaveSpec) -> dict[str, Any]:
             check(
                 f"credentials:site:{name}",
                 bool(site.conn_id),
-                f"site {name}: {site.storage} has no conn_id; name the Airflow connection holding its credentials"
-                if not site.conn_id else f"site {name}: credentials from connection {site.conn_id}",
+                f"site {name}: {site.storage} has no conn_id; "
+                "name the Airflow connection holding its credentials"
+                if not site.conn_id
+                else f"site {name}: credentials from connection {site.conn_id}",
                 severity="warn",
             )
     for wl in spec.inference_workloads:
-        for side, url in (("baseline", wl.baseline), ("candidate", wl.candidate), ("router", wl.router.admin)):
+        for side, url in (
+            ("baseline", wl.baseline),
+            ("candidate", wl.candidate),
+            ("router", wl.router.admin),
+        ):
             plain = str(url).startswith("http://")
             ok = not plain or _is_loopback(str(url))
             check(
                 f"in-transit:{wl.name}:{side}",
                 ok,
                 f"workload {wl.name}: {side} {url} is plain http off this host; use https"
-                if not ok else f"workload {wl.name}: {side} {url} "
-                + ("is loopback (demo)" if plain else "uses TLS"),
+                if not ok
+                else f"workload {wl.name}: {side} {url} " + ("is loopback (demo)" if plain else "uses TLS"),
             )
     failures = [c for c in checks if not c["passed"] and c["severity"] == "fail"]
     return {"checks": checks, "passed": not failures, "reasons": [c["message"] for c in failures]}
@@ -140,15 +149,22 @@ def check_capacity(spec: WaveSpec, *, resolve: Resolver = local_resolve) -> dict
         free = shutil.disk_usage(disk).free
         disks.append({"path": disk, "needed_bytes": size, "free_bytes": free})
         if size > free:
-            reasons.append(f"target disk {disk}: needs {size:,} bytes, {free:,} free; free space or move the target")
+            reasons.append(
+                f"target disk {disk}: needs {size:,} bytes, {free:,} free; free space or move the target"
+            )
     gpus = {}
     for image in spec.golden_image_names:
         from migration_waves.spec.loader import golden_image_for
 
         gi = golden_image_for(spec, image)
         gpus[image] = gi.gpu.count if gi.gpu else 0
-    return {"datasets": datasets, "disks": disks, "gpus_required": gpus,
-            "passed": not reasons, "reasons": reasons}
+    return {
+        "datasets": datasets,
+        "disks": disks,
+        "gpus_required": gpus,
+        "passed": not reasons,
+        "reasons": reasons,
+    }
 
 
 def plan_datasets(
@@ -169,28 +185,38 @@ def plan_datasets(
         try:
             listing = list_files(src_fs, src_root, include=ds.include, exclude=ds.exclude)
             if not listing:
-                raise SourceNotFound(ds.name, src.url, "does not exist or holds no files"
-                                     + (" matching include/exclude" if ds.include or ds.exclude else ""))
+                raise SourceNotFound(
+                    ds.name,
+                    src.url,
+                    "does not exist or holds no files"
+                    + (" matching include/exclude" if ds.include or ds.exclude else ""),
+                )
             plan = plan_transfer(
-                listing, list_files(dst_fs, dst_root, include=ds.include, exclude=ds.exclude),
-                delete=ds.delete, max_delete=ds.max_delete, dataset=ds.name, previous=previous(ds.name),
+                listing,
+                list_files(dst_fs, dst_root, include=ds.include, exclude=ds.exclude),
+                delete=ds.delete,
+                max_delete=ds.max_delete,
+                dataset=ds.name,
+                previous=previous(ds.name),
             )
         except TransferError as exc:
             plans.append({"dataset": ds.name, "passed": False, "bytes_to_copy": 0, "reasons": [str(exc)]})
             continue
         actions = [a.model_dump(mode="json") for a in plan.items]
         to_copy = [a for a in actions if a["action"] == "copy"]
-        plans.append({
-            "dataset": ds.name,
-            "class": ds.class_.value,
-            "source": spec.location(ds.source).url,
-            "target": spec.location(ds.target).url,
-            "files_to_copy": len(to_copy),
-            "bytes_to_copy": sum(int(a.get("size") or 0) for a in to_copy),
-            "files_to_skip": sum(1 for a in actions if a["action"] == "skip"),
-            "files_to_delete": sum(1 for a in actions if a["action"] == "delete"),
-            "actions": actions[:500],
-            "passed": True,
-            "reasons": [],
-        })
+        plans.append(
+            {
+                "dataset": ds.name,
+                "class": ds.class_.value,
+                "source": spec.location(ds.source).url,
+                "target": spec.location(ds.target).url,
+                "files_to_copy": len(to_copy),
+                "bytes_to_copy": sum(int(a.get("size") or 0) for a in to_copy),
+                "files_to_skip": sum(1 for a in actions if a["action"] == "skip"),
+                "files_to_delete": sum(1 for a in actions if a["action"] == "delete"),
+                "actions": actions[:500],
+                "passed": True,
+                "reasons": [],
+            }
+        )
     return plans

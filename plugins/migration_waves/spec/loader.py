@@ -117,7 +117,9 @@ def load_wave(path: str | Path) -> WaveSpec:
     path = Path(path)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
-        raise SpecError([Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")])
+        raise SpecError(
+            [Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")]
+        )
     try:
         spec = WaveSpec.model_validate(raw)
     except ValidationError as exc:
@@ -131,7 +133,9 @@ def load_golden_image(path: str | Path) -> GoldenImage:
     path = Path(path)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
-        raise SpecError([Problem(str(path), "", _MISSING, "a golden image is a YAML mapping with a 'name:' key")])
+        raise SpecError(
+            [Problem(str(path), "", _MISSING, "a golden image is a YAML mapping with a 'name:' key")]
+        )
     try:
         return GoldenImage.model_validate(raw)
     except ValidationError as exc:
@@ -147,7 +151,14 @@ def golden_image_for(spec: WaveSpec, name: str) -> GoldenImage:
             image = load_golden_image(candidate)
             if image.name != name:
                 raise SpecError(
-                    [Problem(str(candidate), "name", image.name, f"file is {candidate.name} but name is not {name!r}")]
+                    [
+                        Problem(
+                            str(candidate),
+                            "name",
+                            image.name,
+                            f"file is {candidate.name} but name is not {name!r}",
+                        )
+                    ]
                 )
             return image
     raise SpecError(
@@ -189,16 +200,28 @@ def lint_paths(paths: Iterable[str | Path]) -> tuple[list[WaveSpec], list[Proble
                 golden_image_for(spec, wl.golden_image)
             except SpecError as exc:
                 problems.extend(
-                    Problem(p.file, f"workloads[{i}].golden_image" if p.file == str(file) else p.field, p.value, p.message)
+                    Problem(
+                        p.file,
+                        f"workloads[{i}].golden_image" if p.file == str(file) else p.field,
+                        p.value,
+                        p.message,
+                    )
                     for p in exc.problems
                 )
             if hasattr(wl, "payloads") and not Path(spec.resolve_path(wl.payloads)).exists():
                 problems.append(
-                    Problem(str(file), f"workloads[{i}].payloads", wl.payloads, "file not found; give a JSONL file of request bodies")
+                    Problem(
+                        str(file),
+                        f"workloads[{i}].payloads",
+                        wl.payloads,
+                        "file not found; give a JSONL file of request bodies",
+                    )
                 )
         pricing = Path(spec.resolve_path(spec.budget.pricing))
         if not pricing.exists():
-            problems.append(Problem(str(file), "budget.pricing", spec.budget.pricing, f"pricing file {pricing} not found"))
+            problems.append(
+                Problem(str(file), "budget.pricing", spec.budget.pricing, f"pricing file {pricing} not found")
+            )
     problems.extend(_cross_wave_problems(specs))
     return specs, problems
 
@@ -209,18 +232,34 @@ def _cross_wave_problems(specs: list[WaveSpec]) -> list[Problem]:
     for spec in specs:
         if spec.wave in by_name:
             problems.append(
-                Problem(str(spec.source_file), "wave", spec.wave, f"also defined in {by_name[spec.wave].source_file}; wave names must be unique")
+                Problem(
+                    str(spec.source_file),
+                    "wave",
+                    spec.wave,
+                    f"also defined in {by_name[spec.wave].source_file}; wave names must be unique",
+                )
             )
         by_name[spec.wave] = spec
     for spec in specs:
         for i, dep in enumerate(spec.after):
             if dep not in by_name:
                 problems.append(
-                    Problem(str(spec.source_file), f"after[{i}]", dep, f"no wave named {dep!r} in the linted specs (known: {', '.join(sorted(by_name))})")
+                    Problem(
+                        str(spec.source_file),
+                        f"after[{i}]",
+                        dep,
+                        f"no wave named {dep!r} in the linted specs (known: {', '.join(sorted(by_name))})",
+                    )
                 )
             elif by_name[dep].order >= spec.order:
                 problems.append(
-                    Problem(str(spec.source_file), f"after[{i}]", dep, f"wave {dep!r} has order {by_name[dep].order}, not below this wave's {spec.order}; fix the orders")
+                    Problem(
+                        str(spec.source_file),
+                        f"after[{i}]",
+                        dep,
+                        f"wave {dep!r} has order {by_name[dep].order}, not below this wave's "
+                        f"{spec.order}; fix the orders",
+                    )
                 )
     return problems
 

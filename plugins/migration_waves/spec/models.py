@@ -7,6 +7,7 @@ Cross-field rules (site references, unique names) live in model validators so th
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -104,13 +105,17 @@ class Dataset(StrictModel):
     @classmethod
     def _location(cls, value: str) -> str:
         if not LOCATION_RE.match(value):
-            raise ValueError(f"{value!r} is not site:path; write it as onprem:corpus/ (a site name, a colon, a path)")
+            raise ValueError(
+                f"{value!r} is not site:path; write it as onprem:corpus/ (a site name, a colon, a path)"
+            )
         return value
 
     @model_validator(mode="after")
     def _class_rules(self) -> Dataset:
         if self.keep_hot is not None and self.class_ is not DatasetClass.CHECKPOINT:
-            raise ValueError("keep_hot only applies to class: checkpoint; remove keep_hot or change the class")
+            raise ValueError(
+                "keep_hot only applies to class: checkpoint; remove keep_hot or change the class"
+            )
         return self
 
 
@@ -137,10 +142,12 @@ class CanarySpec(StrictModel):
     def _steps_increase(cls, steps: list[int]) -> list[int]:
         if not steps:
             raise ValueError("steps is empty; give at least one traffic percentage, e.g. [5, 25, 50, 100]")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"steps {steps} must strictly increase, e.g. [5, 25, 50, 100]")
         if steps[-1] != 100:
-            raise ValueError(f"steps {steps} must end at 100 so the candidate takes all traffic before cutover")
+            raise ValueError(
+                f"steps {steps} must end at 100 so the candidate takes all traffic before cutover"
+            )
         return steps
 
 
@@ -239,7 +246,9 @@ class WaveSpec(StrictModel):
         seen = set()
         for i, wl in enumerate(self.workloads):
             if wl.name in seen:
-                problems.append(f"workloads[{i}].name {wl.name!r} is used twice; workload names must be unique")
+                problems.append(
+                    f"workloads[{i}].name {wl.name!r} is used twice; workload names must be unique"
+                )
             seen.add(wl.name)
             if isinstance(wl, TrainingWorkload):
                 site = wl.checkpoint.split(":", 1)[0]

@@ -452,8 +452,13 @@ def verify_tree(
                     result.missing.append(rel)
                 continue
             observed.append(
-                ManifestEntry(path=rel, size=n, mtime=listing[rel][1] or 0.0, digest=digest,
-                              algorithm=expected.algorithm)
+                ManifestEntry(
+                    path=rel,
+                    size=n,
+                    mtime=listing[rel][1] or 0.0,
+                    digest=digest,
+                    algorithm=expected.algorithm,
+                )
             )
             if rel not in want or rel in result.size_mismatch:
                 continue
