@@ -31,7 +31,7 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "private key block": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "GCP service-account key": re.compile(r"\"?private_key(_id)?\"?\s*:"),
     "secret-looking key/value": re.compile(
-        r"(?im)^\s*[\w-]*(password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w-]*\s*:\s*\S+"
+        r"(?im)^[\s#-]*[\w-]*(password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w-]*\s*:\s*\S+"
     ),
     "credentials in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
 }
