@@ -43,8 +43,8 @@ def small_wave(tmp_path: Path, project_root: Path) -> Path:
         },
         "datasets": [
             {"name": "corpus", "class": "immutable", "source": "onprem:corpus/", "target": "cloud:corpus/"},
-            {"name": "features", "class": "mutable", "source": "onprem:features/", "target": "cloud:features/",
-             "delete": True, "max_delete": 1},
+            {"name": "features", "class": "mutable", "source": "onprem:features/",
+             "target": "cloud:features/", "delete": True, "max_delete": 1},
         ],
     }  # fmt: skip
     path = tmp_path / "small.yaml"

@@ -26,4 +26,4 @@ def test_compose_has_the_deployment_shape(project_root: Path) -> None:
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     mounts = {v.split(":")[1] for v in services["worker-onprem"]["volumes"]}
-    assert {"/opt/migration-waves/dags", "/opt/migration-waves/plugins", "/opt/migration-waves/include"} <= mounts
+    assert {f"/opt/migration-waves/{d}" for d in ("dags", "plugins", "include")} <= mounts
