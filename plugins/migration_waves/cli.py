@@ -43,9 +43,30 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Packages that add subcommands: each has a `cli.py` with `register(subparsers)` that only
+#: declares arguments (argparse, no heavy import); handlers import what they need when run.
+SUBCOMMAND_MODULES = (
+    "migration_waves.transfer.cli",
+    "migration_waves.canary.cli",
+    "migration_waves.gpu.cli",
+    "migration_waves.resilience.cli",
+    "migration_waves.planning.cli",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(prog="migration-waves", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not an absent subcommand module
+                raise
+            continue
+        module.register(sub)
 
     lint = sub.add_parser("lint", help="validate wave specs: every problem with file, field, value and fix")
     lint.add_argument("paths", nargs="+", help="spec files or folders of specs")
