@@ -9,19 +9,22 @@ UV      := $(VENV)/bin/uv
 FAULT   ?=
 WAVE    ?= pilot
 
+# airflow standalone starts its components by name: the venv's bin goes first on PATH.
+export PATH := $(VENV)/bin:$(PATH)
+
 # One Airflow home inside the project (git-ignored), SQLite, this project's dags/ and plugins/.
 export AIRFLOW_HOME                      := $(ROOT)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER        := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER     := $(ROOT)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__EXECUTOR           := LocalExecutor
-export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := False
+# New wave DAGs start paused (Airflow's default): `make up` must not start a change window by itself.
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS   := admin:admin
 export AIRFLOW__API__PORT                := 8080
 export GX_ANALYTICS_ENABLED              := false
 export PYTHONDONTWRITEBYTECODE           :=
 
-.PHONY: help install demo up down test test-fast lint bench-parse clean
+.PHONY: help install demo up down test test-fast lint bench-parse bench-transfer bench-canary clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +65,12 @@ lint: $(VENV)/.installed ## ruff and the wave specs
 
 bench-parse: $(VENV)/.installed ## time parsing of dags/ with Python warm
 	$(PY) bench/parse_dags.py
+
+bench-transfer: $(VENV)/.installed ## copy/sync vs rsync and rclone on a generated corpus (needs: apt-get install -y rsync rclone)
+	$(PY) bench/transfer.py
+
+bench-canary: $(VENV)/.installed ## canary judge on known distributions (false rollbacks, detection) and load generator vs wrk (apt-get install -y wrk)
+	$(PY) bench/canary_sim.py
 
 clean: down ## remove demo data, state and the Airflow home (keeps .venv)
 	rm -rf .demo .airflow

@@ -1,4 +1,5 @@
-"""The Airflow plugin of migration-waves: macros (UI views and listeners join in later issues).
+"""The Airflow plugin of migration-waves: macros, the "Migration waves" view (an app behind Airflow
+login, in the UI's nav) and the extra links of wave tasks.
 
 Operators are not registered here: DAGs import them from the installed `migration_waves` package.
 """
@@ -6,6 +7,10 @@ Operators are not registered here: DAGs import them from the installed `migratio
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
+from migration_waves.airflow.links import DataDocsLink, WaveReportLink
+from migration_waves.airflow.ui.app import URL_PREFIX
+from migration_waves.airflow.ui.app import app as waves_app
 
 
 def wave_run_dir(state_root: str, wave: str, run_id: str) -> str:
@@ -20,4 +25,15 @@ def wave_run_dir(state_root: str, wave: str, run_id: str) -> str:
 
 class MigrationWavesPlugin(AirflowPlugin):
     name = "migration_waves"
-    macros = [wave_run_dir]  # noqa: RUF012 - AirflowPlugin declares these as class lists
+    # AirflowPlugin declares these as class lists.
+    macros = [wave_run_dir]  # noqa: RUF012
+    fastapi_apps = [{"app": waves_app, "url_prefix": URL_PREFIX, "name": "Migration waves"}]  # noqa: RUF012
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Migration waves",
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "url_route": "migration-waves",
+        }
+    ]
+    operator_extra_links = [WaveReportLink(), DataDocsLink()]  # noqa: RUF012

@@ -16,13 +16,16 @@ def _lint(args: argparse.Namespace) -> int:
     from migration_waves.spec.loader import lint_paths, spec_files
 
     files = spec_files(args.paths)
-    specs, problems = lint_paths(files)
+    specs, problems = lint_paths(args.paths)
     if args.json:
         print(
             json.dumps(
                 {
                     "waves": [s.wave for s in specs],
-                    "problems": [p.__dict__ | {"value": repr(p.value)} for p in problems],
+                    "problems": [
+                        {"file": p.file, "field": p.field, "value": p.shown_value(), "message": p.message}
+                        for p in problems
+                    ],
                 },
                 default=str,
             )

@@ -62,11 +62,14 @@ def test_outcome_watches_every_task_and_always_runs(dagbag: Any) -> None:
     dag = dagbag.dags.get("wave_pilot")
     outcome = dag.get_task("outcome")
     assert outcome.trigger_rule == "all_done"
-    assert outcome.upstream_task_ids == set(dag.task_ids) - {"outcome"}
+    # HITL approvals skip their direct downstream tasks on Reject, so they feed only their 100%
+    # step (tests/dags/test_canary_approval.py checks outcome still waits for them through it).
+    approvals = {t for t in dag.task_ids if t.endswith(".approve-100")}
+    assert outcome.upstream_task_ids == set(dag.task_ids) - {"outcome"} - approvals
     assert outcome.downstream_task_ids == set()
     report = dag.get_task("report")
     assert report.trigger_rule == "all_done"
-    assert report.upstream_task_ids == set(dag.task_ids) - {"outcome", "report"}
+    assert report.upstream_task_ids == set(dag.task_ids) - {"outcome", "report"} - approvals
 
 
 def test_rollback_reachable_and_not_blockable(dagbag: Any) -> None:
@@ -76,6 +79,8 @@ def test_rollback_reachable_and_not_blockable(dagbag: Any) -> None:
     assert restore.retries >= 3
     canary_and_cutover = {t for t in dag.task_ids if t.startswith(("canary.", "cutover."))}
     gates = {t for t in canary_and_cutover if ".gate-" in t}
+    # HITL approvals reach it through their step (a Reject would skip a direct downstream restore).
+    gates |= {t for t in canary_and_cutover if t.endswith(".approve-100")}
     # Every non-branch task after traffic can move feeds the rollback decider.
     assert canary_and_cutover - gates <= restore.upstream_task_ids
     assert "acceptance.evaluate" in restore.upstream_task_ids
@@ -88,6 +93,8 @@ def test_each_gate_branches_to_next_step_or_its_own_abort(dagbag: Any) -> None:
     for i, pct in enumerate(steps):
         gate = dag.get_task(f"{prefix}gate-{pct:03d}")
         nxt = f"{prefix}step-{steps[i + 1]:03d}" if i + 1 < len(steps) else f"{prefix}promote"
+        if i + 1 < len(steps) and steps[i + 1] == 100:
+            nxt = f"{prefix}need-approval-100"  # the optional HITL approval's branch
         assert {nxt, f"{prefix}abort-{pct:03d}"} <= gate.downstream_task_ids
         assert (gate.on_pass, gate.on_fail) == (nxt, f"{prefix}abort-{pct:03d}")
         abort = dag.get_task(f"{prefix}abort-{pct:03d}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -117,3 +118,67 @@ def test_drill_never_hangs_and_kills_the_job_on_timeout(tmp_path: Path) -> None:
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_spot_notice_sigterm_with_grace_checkpoints_and_loses_no_steps(tmp_path: Path) -> None:
+    """SIGTERM with a grace period (a spot/preemptible VM notice): the trainer checkpoints the step in
+    flight and exits 143, so the restart resumes exactly where the notice arrived."""
+    ckpt = tmp_path / "ckpt"
+    report = run_interruption_drill(
+        _trainer(), ckpt, workload="digits-trainer", rto_s=60, rpo_s=60, signal="TERM", grace_s=10,
+        interrupt_delay_s=0.07, timeout_s=120,
+    )  # fmt: skip
+    assert report.passed, report.reasons
+    assert report.graceful_exit is True and report.first_exit_code == 143
+    assert report.steps_lost == 0
+    # The notice checkpoint is off the periodic grid (every 5 steps): it was written on SIGTERM.
+    assert report.last_checkpoint_step == report.steps_at_interrupt
+    assert report.last_checkpoint_step % EVERY != 0
+    assert report.first_step_after_restart == report.last_checkpoint_step + 1
+    assert report.work_lost_s == 0
+    manifest = json.loads((ckpt / f"step-{report.last_checkpoint_step:06d}" / "manifest.json").read_text())
+    assert manifest["meta"]["preempted"] is True
+    clean = tmp_path / "clean"
+    train(
+        TrainConfig(steps=STEPS, checkpoint_every=EVERY, checkpoint_dir=clean, seed=3, step_sleep=0),
+        log=lambda _: None,
+    )
+    with np.load(ckpt / "final.npz") as got, np.load(clean / "final.npz") as want:
+        for name in want.files:
+            assert np.array_equal(got[name], want[name]), name
+
+
+def test_kill_after_an_unheeded_notice_is_not_graceful(tmp_path: Path) -> None:
+    # A job that ignores SIGTERM is killed when the grace period ends, and says so in the evidence.
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "sys.argv = ['trainer'] + sys.argv[1:]\n"
+        "from migration_waves.demo.trainer import TrainConfig, train\n"
+        "from pathlib import Path\n"
+        f"train(TrainConfig(steps={STEPS}, checkpoint_every={EVERY}, checkpoint_dir=Path(sys.argv[1]),"
+        f" seed=3, step_sleep={SLEEP}), log=lambda s: print(s, flush=True))\n"
+    )
+    report = run_interruption_drill(
+        [sys.executable, "-c", script, "{checkpoint_dir}"], tmp_path, workload="deaf-trainer", rto_s=60,
+        rpo_s=60, signal="TERM", grace_s=0.3, interrupt_delay_s=0.07, timeout_s=120,
+    )  # fmt: skip
+    assert report.graceful_exit is False and report.first_exit_code == -9
+    assert report.passed, report.reasons  # periodic checkpoints still let it resume
+    assert report.last_checkpoint_step % EVERY == 0  # only periodic checkpoints: the notice went unheeded
+
+
+def test_cli_drill_interrupt_term_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from migration_waves.cli import main
+
+    argv = ["drill", "interrupt", "--checkpoint-dir", f"file://{tmp_path}/first", "--workload", "trainer",
+            "--signal", "TERM", "--grace", "10", "--rto", "60", "--rpo", "60", "--delay", "0.05", "--json",
+            "--", *_trainer()]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["steps_lost"] == 0 and report["first_exit_code"] == 143
+    # A fresh folder: a missed RTO is the only failure.
+    argv[3] = str(tmp_path / "second")
+    assert main([*argv[:12], "--rto", "0.001", "--json", "--", *_trainer()]) == 1
+    again = json.loads(capsys.readouterr().out)
+    assert again["resumed"] is True and again["reasons"][0].endswith("over the RTO of 0.001 s")

@@ -83,6 +83,14 @@ def test_seed_verify_then_resume_and_detect_a_flipped_byte(small_wave: Path) -> 
         _run(ops.VerifyDatasetOperator, small_wave, "corpus")
     message = str(err.value)
     assert "wave small" in message and "dataset corpus" in message and "part 3 #3.bin" in message
+    assert "the next run's copy re-sends these 1 file(s)" in message
+
+    # The re-run repairs exactly that file, then verifies clean.
+    repair = _run(ops.CopyDatasetOperator, small_wave, "corpus")
+    assert repair["files_copied"] == 1 and repair["files_skipped"] == 4
+    assert target.read_bytes()[10] == 3
+    assert _run(ops.VerifyDatasetOperator, small_wave, "corpus")["passed"]
+    assert _run(ops.CopyDatasetOperator, small_wave, "corpus")["files_copied"] == 0
 
 
 def test_sync_copies_changes_and_caps_deletions(small_wave: Path) -> None:

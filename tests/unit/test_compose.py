@@ -13,8 +13,18 @@ pytestmark = pytest.mark.unit
 def test_compose_has_the_deployment_shape(project_root: Path) -> None:
     compose = yaml.safe_load((project_root / "docker-compose.yaml").read_text())
     services = compose["services"]
-    for name in ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                 "airflow-triggerer", "worker-default", "worker-onprem", "worker-cloud-gpu", "seaweedfs"):
+    for name in (
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "worker-default",
+        "worker-onprem",
+        "worker-cloud-gpu",
+        "seaweedfs",
+    ):
         assert name in services, name
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     queues = {n: s["command"][s["command"].index("--queues") + 1] for n, s in services.items()

@@ -82,6 +82,10 @@ def test_healthy_h200_passes_training_h200() -> None:
     assert report.passed, report.reasons
     assert report.reasons == [] and report.warnings == []
     names = {c.name for c in report.checks}
+    health = ("persistence_mode", "mig_layout", "sm_clock", "mem_clock", "throttle", "pcie_width", "pcie_gen",
+              "remapped_rows")  # fmt: skip
+    assert {f"gpu[{i}].{rule}" for i in range(8) for rule in health} <= names
+    assert {"framework:torch", "framework:cuda_runtime", "framework:nccl"} <= names
     assert {"driver", "cuda_driver", "gpu.count", "package:numpy"} <= names
     # all 8 H200s are checked, not only the first
     assert {f"gpu[{i}].{rule}" for i in range(8) for rule in ("memory_gib", "ecc", "mig")} <= names
@@ -96,14 +100,27 @@ def test_degraded_h200_fails_with_each_reason() -> None:
     )
     assert not report.passed
     failed = {c.name for c in report.checks if not c.passed}
-    assert failed == {"driver", "gpu[0].ecc_pending", "gpu[1].uncorrectable_ecc_errors", "gpu[2].mig_pending"}
+    assert failed == {
+        "driver", "gpu[0].ecc_pending", "gpu[1].uncorrectable_ecc_errors", "gpu[2].mig_pending",
+        "gpu[1].remapped_rows", "gpu[2].pcie_width", "gpu[3].throttle", "framework:nccl",
+    }  # fmt: skip
     text = "\n".join(report.reasons)
     assert "training-h200" in text and "hgx-h200-node-07" in text
     assert "driver 550.40.07 does not meet >= 550.54" in text
     assert "gpu[0]" in text and "ECC is on now but pending off" in text and "reset is needed" in text
     assert "gpu[1]" in text and "2 uncorrectable" in text
     assert "gpu[2]" in text and "MIG is off now but pending on" in text
-    assert len(report.reasons) == 4
+    assert "gpu[1] NVIDIA H200: row remapping: 0 correctable, 1 uncorrectable" in text
+    assert "a remap is pending: reset the GPU before use" in text
+    assert "gpu[2] NVIDIA H200: PCIe link width x8 of x16" in text
+    assert "gpu[3] NVIDIA H200: clocks held down by hw_slowdown, hw_thermal_slowdown (mask 0x48)" in text
+    assert "nccl 2.18.1 does not meet >= 2.21" in text
+    assert len(report.reasons) == 8
+    # An idle GPU at low clocks and PCIe gen1 is healthy, not degraded.
+    by_name = {c.name: c for c in report.checks}
+    assert by_name["gpu[0].sm_clock"].passed and "idle" in by_name["gpu[0].sm_clock"].message
+    assert by_name["gpu[0].pcie_gen"].passed and "save power" in by_name["gpu[0].pcie_gen"].message
+    assert by_name["gpu[3].sm_clock"].passed  # 1095 of 1980 MHz (55%) >= 50% while busy
 
 
 def test_other_gpu_model_fails_count() -> None:
@@ -162,8 +179,8 @@ def test_cpu_images_pass_on_this_machine(live: NvmlSnapshot, name: str) -> None:
 def test_h200_image_fails_on_this_machine_naming_nvml(live: NvmlSnapshot) -> None:
     report = check_conformance(live, image("training-h200"))
     assert not report.passed
-    assert len(report.reasons) == 1
-    reason = report.reasons[0]
+    reason = report.reasons[0]  # the headline; framework pins follow (no torch/NCCL on this worker)
+    assert all("framework" in r for r in report.reasons[1:])
     assert reason.startswith("golden image training-h200 needs 1 GPU(s) 'H200' but NVML is unavailable")
     assert "NVMLError_LibraryNotFound" in reason
 
@@ -185,3 +202,69 @@ def test_packages_older_missing_and_name_normalisation() -> None:
     assert ok.passed, ok.reasons  # 2.10 > 2.0 numerically; scikit_learn == scikit-learn
     gpus = next(c for c in ok.checks if c.name == "gpu.presence")
     assert gpus.actual == 8 and "cpu image does not use them" in gpus.message
+
+
+# -- health checks and severities --------------------------------------------------------------
+
+
+def _one_gpu(name: str, **fields: object) -> NvmlSnapshot:
+    snap = snapshot(name)
+    dev = snap.devices[0].model_copy(update=fields)
+    return snap.model_copy(update={"devices": [dev]})
+
+
+def test_rtx4090_power_cap_only_warns() -> None:
+    any_gpu = image("training-h200").model_copy(update={"gpu": GpuRequirement(count=1)})
+    report = check_conformance(snapshot("rtx4090-no-ecc-mig"), any_gpu, installed={"numpy": "2.4"})
+    throttle = next(c for c in report.checks if c.name == "gpu[0].throttle")
+    assert (throttle.passed, throttle.severity, throttle.category) == (False, "warn", "throttle")
+    assert throttle.message in report.warnings and "sw_power_cap" in throttle.message
+    assert report.passed, report.reasons
+
+
+def test_severity_override_turns_a_failure_into_a_warning() -> None:
+    img = image("training-h200")
+    hot = _one_gpu("h200-healthy", throttle_reasons=0x40, sm_clock_mhz=700, pcie_gen_current=5)
+    failing = check_conformance(hot, img, installed={"numpy": "2.4"})
+    assert not failing.passed
+    assert [c.name for c in failing.checks if not c.passed and c.severity == "fail"] == ["gpu[0].throttle"]
+    relaxed = img.model_copy(update={"severity": {**img.severity, "throttle": "warn"}})
+    report = check_conformance(hot, relaxed, installed={"numpy": "2.4"})
+    assert report.passed and any("hw_thermal_slowdown" in w for w in report.warnings)
+    # A busy GPU at 35% of its max clock warns (clocks: warn in the image), it does not fail.
+    clock = next(c for c in report.checks if c.name == "gpu[0].sm_clock")
+    assert (clock.passed, clock.severity) == (False, "warn") and "below 50% on a busy GPU" in clock.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "rule", "needle"),
+    [
+        ({"persistence_mode": False}, "persistence_mode", "nvidia-smi -pm 1"),
+        ({"mig_devices": ["3g.71gb", "4g.71gb"]}, "mig_layout", "MIG devices [3g.71gb, 4g.71gb]"),
+        ({"remapped_rows_failure": True}, "remapped_rows", "the GPU needs service"),
+        ({"retired_pages_sbe": 3, "retired_pages_dbe": 1, "retired_pages_pending": True}, "retired_pages",
+         "a retirement is pending"),
+        ({"retired_pages_sbe": 50, "retired_pages_dbe": 12, "retired_pages_pending": False}, "retired_pages",
+         "60+ retired pages: replace the GPU"),
+        ({"throttle_reasons": 0x0, "pcie_gen_current": 3}, "pcie_gen", "busy GPU below its max generation"),
+    ],
+)  # fmt: skip
+def test_each_health_rule_fails_with_its_fix(fields: dict[str, object], rule: str, needle: str) -> None:
+    report = check_conformance(
+        _one_gpu("h200-healthy", **fields), image("training-h200"), installed={"numpy": "2.4"}
+    )
+    check = next(c for c in report.checks if c.name == f"gpu[0].{rule}")
+    assert not check.passed and check.severity == "fail" and needle in check.message
+    assert check.message in report.reasons
+
+
+def test_frameworks_missing_from_a_recorded_snapshot_fail() -> None:
+    snap = snapshot("h200-healthy").model_copy(update={"frameworks": None})
+    report = check_conformance(snap, image("training-h200"), installed={"numpy": "2.4"})
+    nccl = next(c for c in report.checks if c.name == "framework:nccl")
+    assert not nccl.passed and "was not recorded in the snapshot" in nccl.message
+    explicit = check_conformance(
+        snap, image("training-h200"), installed={"numpy": "2.4"},
+        frameworks={"torch": "2.6.0+cu126", "cuda_runtime": "12.6", "nccl": "2.21.5"},
+    )  # fmt: skip
+    assert explicit.passed, explicit.reasons

@@ -163,6 +163,38 @@ def _fake_pynvml(
     nv.nvmlDeviceGetTotalEccErrors = lambda h, kind, counter: value(h, "ecc_errors")
     nv.nvmlDeviceGetTemperature = lambda h, sensor: value(h, "temp")
     nv.nvmlDeviceGetPowerUsage = lambda h: value(h, "power")
+    nv.NVML_CLOCK_SM, nv.NVML_CLOCK_MEM = 1, 2
+    nv.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS = 0
+    nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR = 1
+    nv.nvmlDeviceGetClockInfo = lambda h, kind: value(h, "clocks")[kind]
+    nv.nvmlDeviceGetMaxClockInfo = lambda h, kind: value(h, "max_clocks")[kind]
+    nv.nvmlDeviceGetCurrentClocksEventReasons = lambda h: value(h, "throttle")
+    nv.nvmlDeviceGetCurrPcieLinkGeneration = lambda h: value(h, "pcie")[0]
+    nv.nvmlDeviceGetMaxPcieLinkGeneration = lambda h: value(h, "pcie")[1]
+    nv.nvmlDeviceGetCurrPcieLinkWidth = lambda h: value(h, "pcie")[2]
+    nv.nvmlDeviceGetMaxPcieLinkWidth = lambda h: value(h, "pcie")[3]
+    nv.nvmlDeviceGetRetiredPages = lambda h, cause: value(h, "retired")[cause]
+    nv.nvmlDeviceGetRetiredPagesPendingStatus = lambda h: value(h, "retired_pending")
+    nv.nvmlDeviceGetRemappedRows = lambda h: value(h, "remap")
+
+    # MIG devices are handles ("parent", slot); empty slots raise NotFound like NVML.
+    class NVMLError_NotFound(NVMLError):
+        def __init__(self) -> None:
+            super().__init__(6)
+
+    def mig_handle(h: int, slot: int) -> tuple[int, int]:
+        if slot >= len(devices[h].get("mig_devices", [])):
+            raise NVMLError_NotFound()
+        return (h, slot)
+
+    def name(h: Any) -> Any:
+        if isinstance(h, tuple):
+            return devices[h[0]]["mig_devices"][h[1]]
+        return value(h, "name")
+
+    nv.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7
+    nv.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle
+    nv.nvmlDeviceGetName = name
     return nv
 
 
@@ -176,6 +208,19 @@ H200 = {
     "ecc_errors": 0,
     "temp": 31,
     "power": 74210,
+    "clocks": {1: 345, 2: 3201},
+    "max_clocks": {1: 1980, 2: 3201},
+    "throttle": 0x1,  # idle
+    "pcie": (1, 5, 16, 16),  # an idle link drops to gen 1 to save power
+    "retired": "NotSupported",  # Hopper remaps rows instead of retiring pages
+    "retired_pending": "NotSupported",
+    "remap": (0, 0, 0, 0),
+}
+H200_MIG = H200 | {
+    "mig": (1, 1),
+    "mig_devices": [b"NVIDIA H200 MIG 3g.71gb", "NVIDIA H200 MIG 3g.71gb"],
+    "throttle": 0x8 | 0x40,  # HW slowdown + HW thermal slowdown
+    "remap": (1, 2, 1, 0),
 }
 GEFORCE = {
     "name": "NVIDIA GeForce RTX 4090",  # newer bindings return str
@@ -187,6 +232,13 @@ GEFORCE = {
     "ecc_errors": "NotSupported",
     "temp": 41,
     "power": "NoPermission",
+    "clocks": {1: 2520, 2: 10501},
+    "max_clocks": {1: 3105, 2: 10501},
+    "throttle": 0x4,
+    "pcie": (4, 4, 16, 16),
+    "retired": "NotSupported",
+    "retired_pending": "NotSupported",
+    "remap": "NotSupported",
 }
 
 
@@ -213,12 +265,18 @@ def test_mock_nvml_reads_devices_decodes_names_and_records_not_supported(
         True,
     )
     assert (h200.uncorrectable_ecc_errors, h200.temperature_c, h200.power_mw) == (0, 31, 74210)
-    assert h200.persistence_mode is True and h200.unsupported == [] and h200.errors == {}
+    assert h200.persistence_mode is True and h200.unsupported == ["retired_pages"] and h200.errors == {}
 
     assert geforce.name == "NVIDIA GeForce RTX 4090"
     assert geforce.ecc_current is None and geforce.ecc_pending is None
     assert geforce.mig_current is None and geforce.uncorrectable_ecc_errors is None
-    assert sorted(geforce.unsupported) == ["ecc", "mig", "uncorrectable_ecc_errors"]
+    assert sorted(geforce.unsupported) == [
+        "ecc",
+        "mig",
+        "remapped_rows",
+        "retired_pages",
+        "uncorrectable_ecc_errors",
+    ]
     # Any other NVML error is kept as an error, not mistaken for "not supported".
     assert geforce.power_mw is None and "NoPermission" in geforce.errors["power_mw"]
     assert fake.calls == ["init", "shutdown"]
@@ -245,3 +303,58 @@ def test_mock_nvml_zero_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml([]))  # MOCK: no NVIDIA driver here
     snap = take_snapshot()
     assert snap.available is True and snap.devices == [] and "0 GPUs" in (snap.reason or "")
+
+
+def test_mock_nvml_reads_clocks_throttle_pcie_remap_and_mig_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml([H200, H200_MIG, GEFORCE]))  # MOCK: no GPU here
+    snap = take_snapshot(frameworks=False)
+    idle, mig, geforce = snap.devices
+    assert (idle.sm_clock_mhz, idle.sm_clock_max_mhz, idle.mem_clock_mhz, idle.mem_clock_max_mhz) == (
+        345, 1980, 3201, 3201,
+    )  # fmt: skip
+    assert idle.throttle_reasons == 1 and idle.mig_devices is None
+    assert (idle.pcie_gen_current, idle.pcie_gen_max, idle.pcie_width_current, idle.pcie_width_max) == (
+        1,
+        5,
+        16,
+        16,
+    )
+    assert idle.retired_pages_sbe is None and idle.retired_pages_pending is None
+    assert "retired_pages" in idle.unsupported
+    assert (idle.remapped_rows_pending, idle.remapped_rows_failure) == (False, False)
+    assert mig.mig_devices == ["3g.71gb", "3g.71gb"]
+    assert (mig.remapped_rows_correctable, mig.remapped_rows_uncorrectable) == (1, 2)
+    assert mig.remapped_rows_pending is True and mig.throttle_reasons == 0x48
+    assert geforce.remapped_rows_pending is None and "remapped_rows" in geforce.unsupported
+    assert snap.frameworks is None
+
+
+def test_throttle_names_decodes_bits() -> None:
+    from migration_waves.gpu.nvml import throttle_names
+
+    assert throttle_names(0) == []
+    assert throttle_names(0x1) == [("gpu_idle", "benign")]
+    assert throttle_names(0x48) == [("hw_slowdown", "fault"), ("hw_thermal_slowdown", "fault")]
+    assert throttle_names(0x4 | 0x1000) == [("sw_power_cap", "limit"), ("bit_0x1000", "unknown")]
+
+
+@pytest.mark.parametrize(("value", "text"), [((2, 21, 5), "2.21.5"), (22105, "2.21.5"), (2708, "2.7.8")])
+def test_nccl_version_text(value: Any, text: str) -> None:
+    from migration_waves.gpu.nvml import nccl_version_text
+
+    assert nccl_version_text(value) == text
+
+
+def test_frameworks_read_from_this_environment() -> None:
+    from importlib import metadata
+
+    from migration_waves.gpu.nvml import read_frameworks
+
+    found = read_frameworks()
+    try:
+        expected = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # this machine: no torch installed
+        assert "torch" not in found
+    else:
+        assert found["torch"].split("+")[0] == expected.split("+")[0]
+    assert take_snapshot().frameworks == found

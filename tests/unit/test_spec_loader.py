@@ -57,11 +57,36 @@ def test_unknown_site_and_duplicate_names(tmp_path: Path, project_root: Path) ->
     data = _pilot(project_root)
     data["datasets"][1]["target"] = "clod:x/"
     data["datasets"][2]["name"] = data["datasets"][0]["name"]
+    data["datasets"][3]["class"] = "frozen"  # a field error beside them must not hide them
     with pytest.raises(SpecError) as err:
         load_wave(_write(tmp_path, data))
-    text = str(err.value)
-    assert "site 'clod'" in text and "known: cloud, onprem" in text
-    assert "used twice" in text
+    fields = {p.field: p for p in err.value.problems}
+    assert "site 'clod'" in fields["datasets[1].target"].message
+    assert "known: cloud, onprem" in fields["datasets[1].target"].message
+    assert fields["datasets[1].target"].value == "clod:x/"
+    assert "also used by datasets[0]" in fields["datasets[2].name"].message
+    assert "datasets[3].class" in fields
+    assert "<root>" not in str(err.value)
+
+
+def test_lint_never_prints_a_secret_or_a_whole_spec(tmp_path: Path, project_root: Path) -> None:
+    data = _pilot(project_root)
+    data["sites"]["cloud"]["aws_secret_access_key"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    with pytest.raises(SpecError) as err:
+        load_wave(_write(tmp_path, data))
+    assert "wJalrXUtnFEMI" not in str(err.value) and "<redacted>" in str(err.value)
+
+
+def test_cron_window_is_validated(tmp_path: Path, project_root: Path) -> None:
+    data = _pilot(project_root)
+    data["window"] = "0 25 * * 8"
+    with pytest.raises(SpecError, match="not a valid 5-field cron expression"):
+        load_wave(_write(tmp_path, data))
+
+
+def test_lint_an_empty_folder_fails(tmp_path: Path) -> None:
+    _, problems = lint_paths([tmp_path])
+    assert problems and "no wave specs" in problems[0].message
 
 
 def test_canary_steps_must_reach_100(tmp_path: Path, project_root: Path) -> None:

@@ -17,6 +17,8 @@ import pendulum
 from airflow.sdk import DAG, Asset, Param, TaskGroup, TriggerRule
 
 from migration_waves.airflow import operators as ops
+from migration_waves.airflow.approval import APPROVAL_PARAM, NeedApprovalOperator, approval_task
+from migration_waves.airflow.notify import wave_notifiers
 from migration_waves.spec.loader import SpecError, load_wave, spec_files
 from migration_waves.spec.models import DatasetClass, WaveSpec
 
@@ -46,6 +48,12 @@ def _params(spec: WaveSpec) -> dict[str, Param]:
             items={"type": "string", "enum": [d.name for d in spec.datasets] or [""]},
             description="Move only these datasets (empty: all).",
         ),
+        APPROVAL_PARAM: Param(
+            any(wl.canary.approve_before_full for wl in spec.inference_workloads),
+            type="boolean",
+            description="Ask a human (HITL approval) before a canary takes 100%; workloads whose spec "
+            "sets canary.approve_before_full always ask.",
+        ),
     }
 
 
@@ -65,6 +73,8 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
         params=_params(spec),
         tags=["migration-wave", f"wave:{spec.wave}", f"order:{spec.order}"],
         default_args=default_args,
+        # Every terminal state of a run, setup failures included, is announced (webhook if configured).
+        **wave_notifiers(spec.wave, spec_path),
         doc_md=f"Wave **{spec.wave}** (order {spec.order}) from `{Path(spec_path).name}`. "
         f"Owners: launch {spec.owners.launch}, cutover {spec.owners.cutover}, "
         f"rollback {spec.owners.rollback}.",
@@ -109,7 +119,7 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
                 ops.InterruptionDrillOperator(task_id=f"{wl.name}-drill", subject=wl.name, **common)
 
         with TaskGroup("canary"):
-            ends = [_canary_tasks(wl, common) for wl in spec.inference_workloads]
+            ends = [_canary_tasks(wl, common, spec) for wl in spec.inference_workloads]
 
         with TaskGroup("cutover"):
             freeze = ops.FreezeWritesOperator(
@@ -156,17 +166,22 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
             promote >> freeze
         post >> accept
         # Rollback runs once the body is done, whatever happened; it decides for itself.
+        # An approval task (HITL) skips all its direct downstream tasks on Reject, so it feeds only
+        # its 100% step; restore/report/outcome still wait for it through that step.
+        approvals = {t for t in dag.tasks if t.task_id.rsplit(".", 1)[-1].startswith("approve-")}
         for task in dag.tasks:
+            if task in approvals:
+                continue
             if task.task_id.startswith(("canary.", "cutover.")) or task in (accept, go):
                 task >> restore
         # report and the outcome watcher sit downstream of every task: a failure anywhere fails
         # the run (a leaf rollback that succeeded would otherwise mark a failed wave green).
         for task in dag.tasks:
-            if task not in (report, outcome):
+            if task not in (report, outcome) and task not in approvals:
                 task >> report
         report >> outcome
         for task in dag.tasks:
-            if task is not outcome:
+            if task is not outcome and task not in approvals:
                 task >> outcome
     return dag
 
@@ -195,7 +210,7 @@ def _dataset_tasks(name: str, klass: DatasetClass, spec: WaveSpec, common: dict[
             verify >> sync >> verify_sync
 
 
-def _canary_tasks(wl: Any, common: dict[str, Any]) -> tuple[Any, Any]:
+def _canary_tasks(wl: Any, common: dict[str, Any], spec: WaveSpec) -> tuple[Any, Any]:
     """Synthetic checks, then per step: shift+measure -> gate -> (next step | abort); then promote."""
     with TaskGroup(wl.name) as group:
         prefix = f"{group.group_id}."
@@ -210,8 +225,28 @@ def _canary_tasks(wl: Any, common: dict[str, Any]) -> tuple[Any, Any]:
         prev: Any = synthetic
         steps = list(wl.canary.steps)
         for i, pct in enumerate(steps):
-            step = ops.CanaryStepOperator(task_id=f"step-{pct:03d}", subject=wl.name, step_pct=pct, **common)
+            extra: dict[str, Any] = {}
+            if pct == 100:
+                # Optional human approval before 100%: a branch asks (spec or run param) or skips ahead.
+                need = NeedApprovalOperator(
+                    task_id="need-approval-100", subject=wl.name, ask=f"{prefix}approve-100",
+                    skip_to=f"{prefix}step-100", **common,
+                )  # fmt: skip
+                approve = approval_task(
+                    task_id="approve-100", wave=spec.wave, workload=wl.name, owner=spec.owners.rollback
+                )
+                prev >> need >> approve
+                prev = need
+                # Reached from the branch directly or through the approval: one success is enough.
+                extra["trigger_rule"] = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+            step = ops.CanaryStepOperator(
+                task_id=f"step-{pct:03d}", subject=wl.name, step_pct=pct, **extra, **common
+            )
+            if pct == 100:
+                approve >> step
             nxt = f"{prefix}step-{steps[i + 1]:03d}" if i + 1 < len(steps) else f"{prefix}promote"
+            if i + 1 < len(steps) and steps[i + 1] == 100:
+                nxt = f"{prefix}need-approval-100"
             gate = ops.CanaryGateOperator(
                 task_id=f"gate-{pct:03d}",
                 subject=wl.name,

@@ -48,7 +48,12 @@ def demo_services(
     build_demo_inputs(demo_root, payloads_path=payloads)
     _say(f"demo inputs ready in {time.monotonic() - started:.1f}s under {demo_root}")
     run_dir = demo_root / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
     stop_demo_services(run_dir)  # a different FAULT needs fresh processes
+    if not spec.inference_workloads:
+        _say(f"wave {spec.wave} has no inference workload: no demo services to start")
+        yield
+        return
     wl = spec.inference_workloads[0]
     ports = tuple(
         int(str(u).rsplit(":", 1)[1].split("/")[0]) for u in (wl.router.admin, wl.baseline, wl.candidate)
@@ -99,6 +104,20 @@ def demo_services(
         _say("services stopped")
 
 
+def _demo_lock(demo_root: Path) -> Any:
+    """An exclusive lock on the demo folder: two runs would share (and stop) the same services."""
+    import fcntl
+
+    demo_root.mkdir(parents=True, exist_ok=True)
+    handle = open(demo_root / "demo.lock", "w")  # held (and released) with the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def _print_outcome(spec: Any, result: Any) -> None:
     from migration_waves.evidence.store import EvidenceStore
 
@@ -131,11 +150,28 @@ def main(argv: list[str] | None = None) -> int:
         # dag.test() prints every task's log; the demo prints its own summary.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-    from migration_waves.airflow.dag_factory import dag_id_for
-    from migration_waves.spec.loader import load_wave
+    from migration_waves.airflow.dag_factory import SPECS_ENV, dag_id_for
+    from migration_waves.spec.loader import SpecError, load_wave, spec_files
 
-    spec = load_wave(PROJECT_ROOT / "include" / "waves" / f"{args.wave}.yaml")
-    with demo_services(spec, fault=args.fault):
+    specs_dir = Path(os.environ.get(SPECS_ENV) or PROJECT_ROOT / "include" / "waves")
+    by_name = {}
+    for file in spec_files([specs_dir]):
+        try:
+            by_name[load_wave(file).wave] = file
+        except SpecError as exc:
+            _say(f"skipping {file}: {exc}")
+    if args.wave not in by_name:
+        known = ", ".join(sorted(by_name)) or "none"
+        _say(f"no wave {args.wave!r} in {specs_dir} (waves: {known}); pass WAVE=<name>")
+        return 2
+    spec = load_wave(by_name[args.wave])
+    onprem = spec.sites.get("onprem")
+    demo_root = Path(spec.resolve_path(onprem.storage)).parent if onprem else DEMO_ROOT
+    lock = _demo_lock(demo_root)
+    if lock is None:
+        _say(f"another make demo/up is running (lock {demo_root / 'demo.lock'}); wait for it or stop it")
+        return 2
+    with demo_services(spec, fault=args.fault, demo_root=demo_root):
         if args.serve:
             return _serve()
         from migration_waves.airflow.runner import run_wave

@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from migration_waves.airflow.context import WaveRunContext, resolve_fs
+from migration_waves.airflow.links import DataDocsLink, WaveReportLink
 from migration_waves.spec.models import DatasetClass
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class WaveOperator(BaseOperator):
     skip_on_dry_run: ClassVar[bool] = True
     template_fields: Iterable[str] = ("wave_spec",)
     ui_color = "#e8f4fd"
+    operator_extra_links = (WaveReportLink(),)
 
     def __init__(self, *, wave_spec: str, subject: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -154,14 +156,16 @@ class CapacityOperator(WaveOperator):
 
 
 class SecurityOperator(WaveOperator):
-    """Executed security checklist: tags, no secrets in the spec, credentials through connections."""
+    """Executed security checklist: tags, no secrets, credentials, encryption, audit logs, zones."""
 
     stage, action, skip_on_dry_run = "preflight", "security", False
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        from migration_waves.airflow.aws import s3_client_for
         from migration_waves.gates.preflight import check_security
 
-        return check_security(ctx.spec)
+        # s3:// sites are checked through the provider API (encryption, TLS policy, access logs).
+        return check_security(ctx.spec, s3_client=s3_client_for)
 
 
 class PlanOperator(WaveOperator):
@@ -304,7 +308,35 @@ def _write_manifest(ctx: WaveRunContext, dataset: str, kind: str, manifest: Mani
 
 
 def _previous(ctx: WaveRunContext, dataset: str) -> Manifest | None:
-    return _read_manifest(ctx, dataset, "verified")
+    """The last verified manifest, less any path that failed verification since."""
+    manifest = _read_manifest(ctx, dataset, "verified")
+    bad = set(_read_recopy(ctx, dataset))
+    if manifest is not None and bad:
+        manifest = manifest.model_copy(update={"entries": [e for e in manifest.entries if e.path not in bad]})
+    return manifest
+
+
+def _recopy_path(ctx: WaveRunContext, dataset: str) -> str:
+    return f"{ctx.dataset_state(dataset)}/recopy.json"
+
+
+def _read_recopy(ctx: WaveRunContext, dataset: str) -> list[str]:
+    import json
+
+    fs, path = _state_fs(ctx), _recopy_path(ctx, dataset)
+    return list(json.loads(fs.cat_file(path))["paths"]) if fs.exists(path) else []
+
+
+def _write_recopy(ctx: WaveRunContext, dataset: str, paths: list[str]) -> None:
+    import json
+
+    fs, path = _state_fs(ctx), _recopy_path(ctx, dataset)
+    if not paths:
+        if fs.exists(path):
+            fs.rm_file(path)
+        return
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, json.dumps({"paths": sorted(set(paths) | set(_read_recopy(ctx, dataset)))}).encode())
 
 
 #: Telemetry ingest takes a file once it has been quiet this long; the file a service is still
@@ -405,6 +437,7 @@ class CopyDatasetOperator(DatasetOperator):
             previous=_previous(ctx, ds.name),
             include=ds.include,
             exclude=exclude,
+            recopy=_read_recopy(ctx, ds.name),
         )
         record = jsonable(result)
         record["manifest"] = _write_manifest(ctx, ds.name, "copied", result.target_manifest)
@@ -427,6 +460,7 @@ class VerifyDatasetOperator(DatasetOperator):
     """Read the target back, compare digests, and validate both manifests with Great Expectations."""
 
     action = "verify"
+    operator_extra_links = (WaveReportLink(), DataDocsLink())
 
     def __init__(self, *, mode: str = "seed", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -463,6 +497,23 @@ class VerifyDatasetOperator(DatasetOperator):
         record["reasons"] = list(verify.reasons) + list(validation.reasons)
         if record["passed"]:
             record["manifest"] = _write_manifest(ctx, ds.name, "verified", expected)
+            _write_recopy(ctx, ds.name, [])
+            return record
+        bad = sorted({*verify.missing, *verify.size_mismatch, *verify.digest_mismatch})
+        if bad:
+            # The next copy re-sends exactly these: a bad target file must never be vouched for
+            # by an earlier verified manifest, or every re-run would skip it and fail again.
+            _write_recopy(ctx, ds.name, bad)
+            record["recopy"] = bad
+            record["reasons"].append(
+                f"dataset {ds.name}: the next run's copy re-sends these {len(bad)} file(s); "
+                "re-run the wave, or clear this dataset's copy task and its downstream tasks"
+            )
+        if verify.extra:
+            record["reasons"].append(
+                f"dataset {ds.name}: {len(verify.extra)} file(s) at the target are not from the source; "
+                "remove them, or set delete: true on the dataset to let sync remove them"
+            )
         return record
 
 
@@ -587,9 +638,14 @@ class CanaryStepOperator(WaveOperator):
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
         from migration_waves.canary.judge import GatePolicy
         from migration_waves.canary.load import load_payloads
+        from migration_waves.canary.rules import config_for, plan_samples
         from migration_waves.canary.steps import run_step
 
         wl = ctx.spec.workload(str(self.subject))
+        # The sample size each rule needs for its power, shown before any traffic moves.
+        plan = plan_samples(config_for(wl.canary))
+        self.log.info("%s step %s%%: planned %s samples per side: %s", wl.name, self.step_pct,
+                      plan.required, "; ".join(plan.reasons))  # fmt: skip
         policy = GatePolicy(
             p95_ratio_max=wl.canary.p95_ratio_max,
             error_rate_max=wl.canary.error_rate_max,
@@ -615,6 +671,7 @@ class CanaryStepOperator(WaveOperator):
             "requests_routed": step.requests_routed,
             "pinned": step.pinned,
             "unattributed": step.unattributed,
+            "sample_plan": jsonable(plan),
             **{
                 k: verdict.get(k)
                 for k in (
@@ -815,7 +872,7 @@ class RollbackOperator(WaveOperator):
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
         from migration_waves.canary.router import restore_baseline
-        from migration_waves.evidence.store import is_accepted, is_frozen, unfreeze_writes
+        from migration_waves.evidence.store import clear_marker, is_accepted, is_frozen, unfreeze_writes
 
         accepted = is_accepted(ctx.state_root, ctx.spec.wave)
         if accepted and accepted.get("run_id") == ctx.run_id:
@@ -831,16 +888,29 @@ class RollbackOperator(WaveOperator):
         if frozen:
             unfreeze_writes(ctx.state_root, ctx.spec.wave)
         moved = [r for r in restored if r.get("changed")]
+        aborted = sorted(n for n in ctx.store.records().get("canary", {}) if "-abort-" in n)
         if errors:
             return {"workloads": restored, "unfrozen": frozen, "passed": False, "reasons": errors}
-        if not moved and not frozen:
+        if not moved and not frozen and not aborted:
             raise AirflowSkipException("nothing moved: traffic already on-prem and writes not frozen")
+        # Traffic is back on-prem, so an earlier acceptance of this wave no longer holds: the
+        # next wave must not start on the strength of it.
+        revoked = None
+        if accepted:
+            clear_marker(ctx.state_root, ctx.spec.wave, "accepted")
+            revoked = accepted.get("run_id")
+        why = (
+            f"canary gate rolled back ({', '.join(aborted)}); traffic verified on-prem"
+            if aborted and not moved
+            else "wave not accepted; traffic restored to on-prem"
+        )
         return {
             "workloads": restored,
             "unfrozen": frozen,
             "rolled_back": True,
+            "acceptance_revoked": revoked,
             "passed": True,
-            "reason": "wave not accepted; traffic restored to on-prem",
+            "reason": why,
         }
 
 

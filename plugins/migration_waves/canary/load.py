@@ -28,6 +28,7 @@ class Sample(BaseModel):
     ts: float = 0.0  # wall-clock start of the request, epoch seconds (0 when unknown)
     route: str | None = None  # the router's x-router-target header: baseline / candidate
     error: str | None = None  # connection or timeout error, when status is 0
+    batch: int = 1  # payloads carried by the request
 
 
 def load_payloads(path: str | Path) -> list[dict[str, Any]]:
@@ -150,3 +151,168 @@ def run_load(
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+class LoadRun(BaseModel):
+    """Samples of one open-loop run and how well the schedule was kept."""
+
+    samples: list[Sample]
+    rate_rps: float | None  # requested rate; None: as fast as `concurrency` allows
+    achieved_rps: float
+    duration_s: float
+    max_lag_ms: float  # worst delay of a request's start behind its scheduled time
+
+
+def batch_body(payloads: list[dict[str, Any]], start: int, size: int, batch_key: str) -> dict[str, Any]:
+    """Request body of batch size `size`: the payload itself for 1, else {batch_key: [payloads]}."""
+    if size == 1:
+        return payloads[start % len(payloads)]
+    return {batch_key: [payloads[(start + k) % len(payloads)] for k in range(size)]}
+
+
+async def run_open_loop_async(
+    url: str,
+    payloads: list[dict[str, Any]],
+    *,
+    rate_rps: float | None,
+    duration_s: float | None = None,
+    n_requests: int | None = None,
+    concurrency: int = 8,
+    batch_sizes: list[int] | None = None,
+    batch_key: str = "instances",
+    timeout_s: float = 5.0,
+    headers: dict[str, str] | None = None,
+) -> LoadRun:
+    """Replay payloads at `rate_rps` (open loop) with at most `concurrency` requests in flight.
+
+    Open loop: request i is due at start + i / rate whatever the responses do, so a slow backend
+    meets the same arrival rate instead of slowing the generator down (no coordinated omission).
+    A request due while `concurrency` are in flight waits for a slot; its latency counts from its
+    due time, so the wait shows up as latency, as a user would see it. rate_rps None sends as fast
+    as the slots allow (closed loop). Batch sizes cycle over requests; each sample records its own.
+    """
+    if rate_rps is not None and rate_rps <= 0:
+        raise ValueError(f"rate_rps must be > 0 requests/s, got {rate_rps}")
+    if duration_s is None and n_requests is None:
+        raise ValueError("give duration_s or n_requests")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    sizes = batch_sizes or [1]
+    if any(b < 1 for b in sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {sizes}")
+    if not payloads:
+        raise ValueError("no payloads to send; load them with load_payloads()")
+    limit = n_requests if n_requests is not None else 10**12
+    samples: list[Sample] = []
+    lags: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def one(client: httpx.AsyncClient, i: int, due: float) -> None:
+        size = sizes[i % len(sizes)]
+        body = batch_body(payloads, i * size, size, batch_key)
+        async with sem:
+            began = loop.time()
+            lags.append(began - due)
+            ts = time.time()
+            try:
+                resp = await client.post(url, json=body, headers=headers)
+                samples.append(
+                    Sample(
+                        latency_ms=(loop.time() - due) * 1000,
+                        status=resp.status_code,
+                        backend=resp.headers.get(BACKEND_HEADER),
+                        route=resp.headers.get(ROUTE_HEADER),
+                        ok=200 <= resp.status_code < 300,
+                        ts=ts,
+                        batch=size,
+                    )
+                )
+            except httpx.HTTPError as exc:
+                samples.append(
+                    Sample(
+                        latency_ms=(loop.time() - due) * 1000, status=0, ok=False, ts=ts, batch=size,
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
+                )  # fmt: skip
+
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+        start = loop.time()
+        end = start + duration_s if duration_s is not None else float("inf")
+        tasks: set[asyncio.Task[None]] = set()
+        i = 0
+        if rate_rps is None:
+            # Closed loop: `concurrency` workers, each sending its next request when one returns.
+            async def worker() -> None:
+                nonlocal i
+                while i < limit and loop.time() < end:
+                    k = i
+                    i += 1
+                    await one(client, k, loop.time())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            interval = 1.0 / rate_rps
+            while i < limit:
+                due = start + i * interval
+                if due >= end:
+                    break
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(one(client, i, due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            if tasks:
+                await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+    return LoadRun(
+        samples=samples,
+        rate_rps=rate_rps,
+        achieved_rps=len(samples) / elapsed if elapsed > 0 else 0.0,
+        duration_s=elapsed,
+        max_lag_ms=max(lags, default=0.0) * 1000,
+    )
+
+
+def run_open_loop(url: str, payloads: list[dict[str, Any]], **kwargs: Any) -> LoadRun:
+    """Synchronous wrapper of run_open_loop_async (its own event loop)."""
+    return asyncio.run(run_open_loop_async(url, payloads, **kwargs))
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    """Samples from JSONL: one object per line with latency_ms and status (ok, backend, ts optional)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"sample file {p} does not exist")
+    out: list[Sample] = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            status = int(obj["status"])
+            latency = float(obj["latency_ms"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"sample file {p} line {lineno}: need a JSON object with numeric latency_ms and "
+                f"status ({type(exc).__name__}: {exc})"
+            ) from exc
+        if latency < 0:
+            raise ValueError(f"sample file {p} line {lineno}: latency_ms {latency} is negative")
+        out.append(
+            Sample(
+                latency_ms=latency, status=status, ok=bool(obj.get("ok", 200 <= status < 300)),
+                backend=obj.get("backend"), ts=float(obj.get("ts", 0.0)), error=obj.get("error"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def write_samples(path: str | Path, samples: list[Sample]) -> None:
+    """Samples as JSONL (the format read_samples and `migration-waves canary judge` read)."""
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for s in samples:
+            fh.write(s.model_dump_json(exclude_none=True) + "\n")

@@ -10,6 +10,11 @@ apply (all are summed per byte):
 - onprem -> onprem, another site: onprem_uplink (DC to DC over the transit contract);
 - same site: nothing (no byte leaves the site).
 
+Tiered prices apply to the total of a flow, not per dataset: the bytes of every dataset on the
+same price entry add up (in the wave's dataset order), so a wave whose datasets together cross a
+tier boundary pays the next band for the bytes beyond it. ``already_billed`` carries the bytes
+billed on each entry earlier in the period (the month's egress so far).
+
 A flow whose price entry is absent from the pricing file is an error naming the dataset and
 the entry to add, never a silent zero.
 """
@@ -61,12 +66,23 @@ class DatasetEgress(BaseModel):
     usd: Decimal
 
 
+class FlowEgress(BaseModel):
+    """Bytes and cost of one flow (source kind -> target kind) across the wave's datasets."""
+
+    flow: str
+    bytes: int
+    usd: Decimal
+    price_entries: list[str]
+    datasets: list[str]
+
+
 class EgressForecast(BaseModel):
     """Egress forecast of a wave against its budget (a gate: passed + reasons)."""
 
     wave: str
     currency: str = "USD"
     datasets: list[DatasetEgress]
+    flows: list[FlowEgress] = Field(default_factory=list)
     bytes: int
     forecast_usd: Decimal
     budget_usd: Decimal
@@ -76,7 +92,13 @@ class EgressForecast(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict, description="entry -> 'source (date)'")
 
 
-def egress_forecast(spec: WaveSpec, bytes_by_dataset: dict[str, int], pricing: Pricing) -> EgressForecast:
+def egress_forecast(
+    spec: WaveSpec,
+    bytes_by_dataset: dict[str, int],
+    pricing: Pricing,
+    *,
+    already_billed: dict[str, int] | None = None,
+) -> EgressForecast:
     """Price moving the given bytes of each dataset of the wave; pass when the total fits the budget.
 
     Datasets absent from bytes_by_dataset are not forecast (a run may move a subset); a name the
@@ -91,6 +113,7 @@ def egress_forecast(spec: WaveSpec, bytes_by_dataset: dict[str, int], pricing: P
         )
     lines: list[DatasetEgress] = []
     used: set[str] = set()
+    billed = dict(already_billed or {})  # entry -> bytes billed so far: tiers are cumulative
     for ds in spec.datasets:
         if ds.name not in bytes_by_dataset:
             continue
@@ -106,7 +129,8 @@ def egress_forecast(spec: WaveSpec, bytes_by_dataset: dict[str, int], pricing: P
                 price = pricing.price(entry, needed_for=f"dataset {ds.name}, {src_kind} -> {dst_kind}")
             except PricingError as exc:
                 raise PricingError(f"wave {spec.wave}: {exc}") from None
-            usd += price.usd_for(nbytes)
+            usd += price.usd_for(nbytes, already=billed.get(entry, 0))
+            billed[entry] = billed.get(entry, 0) + nbytes
             used.add(entry)
         lines.append(
             DatasetEgress(
@@ -119,6 +143,17 @@ def egress_forecast(spec: WaveSpec, bytes_by_dataset: dict[str, int], pricing: P
                 usd=usd,
             )
         )
+    flows: dict[str, FlowEgress] = {}
+    for line in lines:
+        flow = flows.setdefault(
+            line.flow,
+            FlowEgress(
+                flow=line.flow, bytes=0, usd=Decimal(0), price_entries=line.price_entries, datasets=[]
+            ),
+        )
+        flow.bytes += line.bytes
+        flow.usd += line.usd
+        flow.datasets.append(line.dataset)
     total_bytes = sum(line.bytes for line in lines)
     total = sum((line.usd for line in lines), Decimal(0))
     budget = Decimal(str(spec.budget.egress_usd))
@@ -134,10 +169,15 @@ def egress_forecast(spec: WaveSpec, bytes_by_dataset: dict[str, int], pricing: P
                     f"dataset {line.dataset}: {format_usd(line.usd)} for {format_bytes(line.bytes)} "
                     f"({line.flow}: {' + '.join(line.price_entries)})"
                 )
+    if not passed:
+        for f in sorted(flows.values(), key=lambda item: item.usd, reverse=True):
+            if f.usd > 0:
+                reasons.append(f"flow {f.flow}: {format_usd(f.usd)} for {format_bytes(f.bytes)}")
     return EgressForecast(
         wave=spec.wave,
         currency=pricing.currency,
         datasets=lines,
+        flows=list(flows.values()),
         bytes=total_bytes,
         forecast_usd=total,
         budget_usd=budget,

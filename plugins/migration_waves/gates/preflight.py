@@ -7,34 +7,22 @@ honours connections, the CLI and tests pass `local_resolve`.
 from __future__ import annotations
 
 import ipaddress
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from migration_waves.spec.governance import REQUIRED_TAGS, SECRET_PATTERNS
 from migration_waves.spec.models import ResolvedLocation, WaveSpec
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from migration_waves.gates.governance import S3ClientFactory
     from migration_waves.transfer.manifest import Manifest
 
 Resolver = Callable[[ResolvedLocation], "tuple[AbstractFileSystem, str]"]
-
-REQUIRED_TAGS = ("cost_center", "owner")
-
-# Strings that look like credentials. Specs name Airflow connections; they never hold secrets.
-SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
-    "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "private key block": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    "GCP service-account key": re.compile(r"\"?private_key(_id)?\"?\s*:"),
-    "secret-looking key/value": re.compile(
-        r"(?im)^[\s#-]*[\w-]*(password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w-]*\s*:\s*\S+"
-    ),
-    "credentials in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
-}
 
 
 def local_resolve(location: ResolvedLocation) -> tuple[AbstractFileSystem, str]:
@@ -55,8 +43,14 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def check_security(spec: WaveSpec) -> dict[str, Any]:
-    """Run the security checklist of a wave: tags, no secrets, credentials via connections, TLS."""
+def check_security(spec: WaveSpec, *, s3_client: S3ClientFactory | None = None) -> dict[str, Any]:
+    """Run the security checklist of a wave: tags, no secrets, credentials via connections, TLS,
+    and per site encryption, audit logging and network zones (gates/governance.py).
+
+    s3_client builds the S3 client of an s3:// site (the Airflow layer uses the site's connection).
+    """
+    from migration_waves.gates.governance import check_site_governance
+
     checks: list[dict[str, Any]] = []
 
     def check(name: str, passed: bool, message: str, severity: str = "fail") -> None:
@@ -111,6 +105,7 @@ def check_security(spec: WaveSpec) -> dict[str, Any]:
                 if not ok
                 else f"workload {wl.name}: {side} {url} " + ("is loopback (demo)" if plain else "uses TLS"),
             )
+    checks.extend(check_site_governance(spec, s3_client=s3_client))
     failures = [c for c in checks if not c["passed"] and c["severity"] == "fail"]
     return {"checks": checks, "passed": not failures, "reasons": [c["message"] for c in failures]}
 

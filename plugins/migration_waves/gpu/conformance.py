@@ -2,7 +2,13 @@
 
 Every rule becomes one check with expected/actual values, so the evidence shows what was compared,
 not only the verdict. A check of severity "fail" that did not pass fails the report; "warn" only
-informs.
+informs. Each check belongs to a category (driver, ecc, throttle, pcie, ...); the golden image's
+``severity`` map overrides the default severity of a whole category (``{throttle: warn}``).
+
+Defaults, and why: hardware slowdown / thermal throttling, a narrowed PCIe link, a pending row
+remap or page retirement, and a failed remap fail (the node needs a reset or service); a low
+clock or PCIe generation warns, and passes on an idle GPU, because NVML reports the power-saving
+state of an idle GPU, not its capability.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
-from migration_waves.gpu.nvml import GpuDevice, NvmlSnapshot
+from migration_waves.gpu.nvml import GpuDevice, NvmlSnapshot, read_frameworks, throttle_names
 from migration_waves.spec.models import GoldenImage, VersionPin
+
+#: NVIDIA's guidance: a GPU with 60 or more retired pages should be replaced.
+RETIRED_PAGES_LIMIT = 60
+IDLE_BIT = 0x1
 
 Scalar = str | int | float | bool | None
 
@@ -69,6 +79,9 @@ class ConformanceCheck(BaseModel):
     """One rule of the golden image against this worker."""
 
     name: str = Field(description="rule, e.g. driver, gpu[0].ecc, package:numpy")
+    category: str = Field(
+        default="", description="severity category, e.g. throttle; see GoldenImage.severity"
+    )
     expected: Scalar = None
     actual: Scalar = None
     passed: bool
@@ -103,12 +116,17 @@ def installed_versions(names: list[str]) -> dict[str, str]:
 
 
 def check_conformance(
-    snapshot: NvmlSnapshot, image: GoldenImage, *, installed: dict[str, str] | None = None
+    snapshot: NvmlSnapshot,
+    image: GoldenImage,
+    *,
+    installed: dict[str, str] | None = None,
+    frameworks: dict[str, str] | None = None,
 ) -> ConformanceReport:
     """Compare a worker (NVML snapshot + installed Python packages) with a golden image.
 
     `installed` maps distribution -> version; by default it is read from this worker with
-    importlib.metadata for the image's pinned packages.
+    importlib.metadata for the image's pinned packages. `frameworks` (torch, cuda_runtime, nccl)
+    defaults to the snapshot's recorded frameworks, or to this worker's for a live snapshot.
     """
     checks: list[ConformanceCheck] = []
     where = f"golden image {image.name} on host {snapshot.hostname}"
@@ -121,7 +139,17 @@ def check_conformance(
     if installed is None:
         installed = installed_versions(list(image.packages))
     checks += _package_checks(image, installed, where)
+    if image.frameworks is not None:
+        if frameworks is None:
+            frameworks = snapshot.frameworks
+        if frameworks is None and snapshot.source == "live":
+            frameworks = read_frameworks()
+        checks += _framework_checks(image, frameworks, where)
 
+    for check in checks:
+        override = image.severity.get(check.category)  # type: ignore[call-overload]
+        if override is not None:
+            check.severity = override
     reasons = [c.message for c in checks if not c.passed and c.severity == "fail"]
     warnings = [c.message for c in checks if not c.passed and c.severity == "warn"]
     return ConformanceReport(
@@ -145,6 +173,7 @@ def _cpu_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> list[
         checks.append(
             ConformanceCheck(
                 name="gpu.presence",
+                category="gpu_count",
                 expected="none needed",
                 actual=0,
                 passed=True,
@@ -155,6 +184,7 @@ def _cpu_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> list[
         checks.append(
             ConformanceCheck(
                 name="gpu.presence",
+                category="gpu_count",
                 expected="none needed",
                 actual=snapshot.device_count,
                 passed=True,
@@ -168,6 +198,7 @@ def _cpu_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> list[
         checks.append(
             ConformanceCheck(
                 name="driver",
+                category="driver",
                 expected="pinned",
                 actual=None,
                 passed=False,
@@ -188,6 +219,7 @@ def _gpu_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> list[
         return [
             ConformanceCheck(
                 name="nvml.available",
+                category="gpu_count",
                 expected=True,
                 actual=False,
                 passed=False,
@@ -204,6 +236,7 @@ def _gpu_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> list[
     checks.append(
         ConformanceCheck(
             name="gpu.count",
+            category="gpu_count",
             expected=count,
             actual=len(matching),
             passed=len(matching) >= count,
@@ -232,6 +265,7 @@ def _driver_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> li
             checks.append(
                 ConformanceCheck(
                     name=name,
+                    category="driver",
                     expected=describe_pin(pin),
                     actual=None,
                     passed=False,
@@ -247,7 +281,14 @@ def _driver_checks(snapshot: NvmlSnapshot, image: GoldenImage, where: str) -> li
         except ValueError as exc:
             ok, msg = False, f"{where}: cannot compare {label}: {exc}"
         checks.append(
-            ConformanceCheck(name=name, expected=describe_pin(pin), actual=actual, passed=ok, message=msg)
+            ConformanceCheck(
+                name=name,
+                category="driver",
+                expected=describe_pin(pin),
+                actual=actual,
+                passed=ok,
+                message=msg,
+            )
         )
     return checks
 
@@ -264,6 +305,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.memory_gib",
+                category="memory",
                 expected=req.memory_gib_min,
                 actual=None if gib is None else round(gib, 2),
                 passed=gib is not None and gib >= req.memory_gib_min,
@@ -280,6 +322,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.ecc",
+                category="ecc",
                 expected=True,
                 actual=dev.ecc_current,
                 passed=dev.ecc_current is True,
@@ -295,6 +338,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.ecc_pending",
+                category="ecc",
                 expected=dev.ecc_current,
                 actual=dev.ecc_pending,
                 passed=False,
@@ -311,6 +355,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
             checks.append(
                 ConformanceCheck(
                     name=f"{tag}.uncorrectable_ecc_errors",
+                    category="ecc_errors",
                     expected=0,
                     actual=None,
                     passed=False,
@@ -323,6 +368,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.uncorrectable_ecc_errors",
+                category="ecc_errors",
                 expected=0,
                 actual=n,
                 passed=n == 0,
@@ -339,6 +385,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.mig",
+                category="mig",
                 expected=req.mig_enabled,
                 actual=dev.mig_current,
                 passed=current == req.mig_enabled,
@@ -353,6 +400,7 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.mig_pending",
+                category="mig",
                 expected=dev.mig_current,
                 actual=dev.mig_pending,
                 passed=False,
@@ -364,10 +412,13 @@ def _device_checks(dev: GpuDevice, image: GoldenImage, where: str) -> list[Confo
             )
         )
 
+    checks += _health_checks(dev, image, who, tag)
+
     for field, error in sorted(dev.errors.items()):
         checks.append(
             ConformanceCheck(
                 name=f"{tag}.nvml_error.{field}",
+                category="nvml_errors",
                 expected=None,
                 actual=error,
                 passed=False,
@@ -388,6 +439,7 @@ def _package_checks(image: GoldenImage, installed: dict[str, str], where: str) -
             checks.append(
                 ConformanceCheck(
                     name=check,
+                    category="packages",
                     expected=f">= {minimum}",
                     actual=None,
                     passed=False,
@@ -404,10 +456,234 @@ def _package_checks(image: GoldenImage, installed: dict[str, str], where: str) -
                 f"{where}: cannot compare {name} versions ({exc}); fix the pin in the golden image",
             )
         checks.append(
-            ConformanceCheck(name=check, expected=f">= {minimum}", actual=actual, passed=ok, message=msg)
+            ConformanceCheck(
+                name=check,
+                category="packages",
+                expected=f">= {minimum}",
+                actual=actual,
+                passed=ok,
+                message=msg,
+            )
         )
     return checks
 
 
 def _onoff(value: bool) -> str:
     return "on" if value else "off"
+
+
+def _health_checks(dev: GpuDevice, image: GoldenImage, who: str, tag: str) -> list[ConformanceCheck]:
+    """Persistence, MIG layout, clocks, throttling, PCIe link, retired pages and remapped rows."""
+    req = image.gpu
+    assert req is not None
+    checks: list[ConformanceCheck] = []
+
+    def add(
+        rule: str,
+        category: str,
+        expected: Scalar,
+        actual: Scalar,
+        passed: bool,
+        message: str,
+        severity: Literal["fail", "warn"] = "fail",
+    ) -> None:
+        checks.append(
+            ConformanceCheck(
+                name=f"{tag}.{rule}",
+                category=category,
+                expected=expected,
+                actual=actual,
+                passed=passed,
+                severity=severity,
+                message=f"{who}: {message}",
+            )
+        )
+
+    idle = dev.throttle_reasons is not None and bool(dev.throttle_reasons & IDLE_BIT)
+
+    if dev.persistence_mode is not None or req.persistence_mode is not None:
+        want = True if req.persistence_mode is None else req.persistence_mode
+        state = "unknown" if dev.persistence_mode is None else _onoff(dev.persistence_mode)
+        add(
+            "persistence_mode",
+            "persistence",
+            want,
+            dev.persistence_mode,
+            dev.persistence_mode == want,
+            f"persistence mode is {state}; the image wants it {_onoff(want)}"
+            + ("" if dev.persistence_mode == want else f" (nvidia-smi -pm {int(want)})"),
+            severity="fail" if req.persistence_mode is not None else "warn",
+        )
+
+    if req.mig_layout is not None:
+        want_layout = sorted(req.mig_layout)
+        have = sorted(dev.mig_devices or [])
+        add(
+            "mig_layout",
+            "mig_layout",
+            ",".join(want_layout) or "none",
+            ",".join(have) or "none",
+            have == want_layout,
+            f"MIG devices [{', '.join(have) or 'none'}]; the image wants [{', '.join(want_layout) or 'none'}]"
+            + ("" if have == want_layout else " (recreate the GPU/compute instances with nvidia-smi mig)"),
+        )
+
+    for label, cur, top in (
+        ("sm_clock", dev.sm_clock_mhz, dev.sm_clock_max_mhz),
+        ("mem_clock", dev.mem_clock_mhz, dev.mem_clock_max_mhz),
+    ):
+        if cur is None or not top:
+            continue
+        ratio = cur / top
+        ok = idle or ratio >= req.clocks_min_ratio
+        add(
+            label,
+            "clocks",
+            f">= {req.clocks_min_ratio:.0%} of {top} MHz",
+            cur,
+            ok,
+            f"{label.replace('_', ' ')} {cur} of max {top} MHz ({ratio:.0%})"
+            + _clock_note(idle, ok, ratio, req.clocks_min_ratio),
+            severity="warn",
+        )
+
+    if dev.throttle_reasons is not None:
+        decoded = throttle_names(dev.throttle_reasons)
+        faults = [n for n, kind in decoded if kind == "fault"]
+        limits = [n for n, kind in decoded if kind in ("limit", "unknown")]
+        names = ", ".join(n for n, _ in decoded) or "none"
+        if faults:
+            add(
+                "throttle",
+                "throttle",
+                "no hardware/thermal slowdown",
+                names,
+                False,
+                f"clocks held down by {', '.join(faults)} (mask {dev.throttle_reasons:#x}); "
+                "check cooling and power, drain the node",
+            )
+        elif limits:
+            add(
+                "throttle",
+                "throttle",
+                "no hardware/thermal slowdown",
+                names,
+                False,
+                f"clocks limited by {', '.join(limits)} (mask {dev.throttle_reasons:#x})",
+                severity="warn",
+            )
+        else:
+            add(
+                "throttle",
+                "throttle",
+                "no hardware/thermal slowdown",
+                names,
+                True,
+                f"throttle reasons: {names}",
+            )
+
+    if dev.pcie_width_current is not None and dev.pcie_width_max:
+        ok = dev.pcie_width_current >= dev.pcie_width_max
+        add(
+            "pcie_width",
+            "pcie",
+            f"x{dev.pcie_width_max}",
+            f"x{dev.pcie_width_current}",
+            ok,
+            f"PCIe link width x{dev.pcie_width_current} of x{dev.pcie_width_max}"
+            + ("" if ok else "; a narrowed link (reseat the card or check the riser/slot)"),
+        )
+    if dev.pcie_gen_current is not None and dev.pcie_gen_max:
+        full = dev.pcie_gen_current >= dev.pcie_gen_max
+        add(
+            "pcie_gen",
+            "pcie",
+            f"gen{dev.pcie_gen_max}",
+            f"gen{dev.pcie_gen_current}",
+            full or idle,
+            f"PCIe link gen{dev.pcie_gen_current} of gen{dev.pcie_gen_max}"
+            + (
+                ""
+                if full
+                else "; an idle GPU lowers its link speed to save power"
+                if idle
+                else "; a busy GPU below its max generation (check BIOS link settings)"
+            ),
+            severity="warn",
+        )
+
+    if dev.retired_pages_sbe is not None or dev.retired_pages_pending is not None:
+        total = (dev.retired_pages_sbe or 0) + (dev.retired_pages_dbe or 0)
+        pending = bool(dev.retired_pages_pending)
+        ok = not pending and total < RETIRED_PAGES_LIMIT
+        add(
+            "retired_pages",
+            "retired_pages",
+            f"none pending, < {RETIRED_PAGES_LIMIT}",
+            f"{total} retired" + (", pending" if pending else ""),
+            ok,
+            f"{total} retired page(s) ({dev.retired_pages_sbe or 0} single-bit, {dev.retired_pages_dbe or 0} "
+            "double-bit)"
+            + ("; a retirement is pending: reset the GPU before use" if pending else "")
+            + (
+                f"; {RETIRED_PAGES_LIMIT}+ retired pages: replace the GPU"
+                if not total < RETIRED_PAGES_LIMIT
+                else ""
+            ),
+        )
+
+    if dev.remapped_rows_pending is not None or dev.remapped_rows_failure is not None:
+        pending, failure = bool(dev.remapped_rows_pending), bool(dev.remapped_rows_failure)
+        corr, unc = dev.remapped_rows_correctable or 0, dev.remapped_rows_uncorrectable or 0
+        add(
+            "remapped_rows",
+            "remapped_rows",
+            "no pending remap, no failure",
+            f"{corr} correctable, {unc} uncorrectable"
+            + (", pending" if pending else "")
+            + (", failed" if failure else ""),
+            not pending and not failure,
+            f"row remapping: {corr} correctable, {unc} uncorrectable remapped row(s)"
+            + ("; a remap is pending: reset the GPU before use" if pending else "")
+            + ("; a remap failed: the GPU needs service" if failure else ""),
+        )
+    return checks
+
+
+def _framework_checks(
+    image: GoldenImage, frameworks: dict[str, str] | None, where: str
+) -> list[ConformanceCheck]:
+    pins = image.frameworks
+    assert pins is not None
+    checks: list[ConformanceCheck] = []
+    for key, pin in (("torch", pins.torch), ("cuda_runtime", pins.cuda_runtime), ("nccl", pins.nccl)):
+        if pin is None:
+            continue
+        actual = None if frameworks is None else frameworks.get(key)
+        if actual is None:
+            why = "was not recorded in the snapshot" if frameworks is None else "is not present"
+            ok, msg = False, f"{where}: framework {key} {why}; the image needs {describe_pin(pin)}"
+        else:
+            try:
+                # '2.5.1+cu124' -> '2.5.1': the local build tag is not part of the version order.
+                ok = pin_satisfied(actual.split("+")[0], pin)
+                msg = f"{where}: {key} {actual} {'meets' if ok else 'does not meet'} {describe_pin(pin)}"
+            except ValueError as exc:
+                ok, msg = False, f"{where}: cannot compare {key}: {exc}"
+        checks.append(
+            ConformanceCheck(
+                name=f"framework:{key}",
+                category="frameworks",
+                expected=describe_pin(pin),
+                actual=actual,
+                passed=ok,
+                message=msg,
+            )
+        )
+    return checks
+
+
+def _clock_note(idle: bool, ok: bool, ratio: float, minimum: float) -> str:
+    if idle and ratio < minimum:
+        return "; the GPU is idle, so a low clock is its power-saving state"
+    return "" if ok else f", below {minimum:.0%} on a busy GPU"

@@ -71,6 +71,9 @@ class DrillReport(BaseModel):
         default_factory=list, description="steps of new checkpoints"
     )
     interrupted: bool = False
+    graceful_exit: bool | None = Field(
+        default=None, description="TERM: the job exited within the grace period, no SIGKILL needed"
+    )
     steps_at_interrupt: int | None = Field(default=None, description="last step= line before the interrupt")
     last_checkpoint_step: int | None = None
     steps_lost: int | None = None
@@ -308,8 +311,10 @@ def _drill(
     interrupt_wall = time.time()
     interrupt_at = time.monotonic()
     if report.signal == "TERM":
+        # A spot-style notice: SIGTERM, then SIGKILL when the grace period runs out.
         first.signal_group(signals.SIGTERM)
-        if first.wait(report.grace_s) is None:
+        report.graceful_exit = first.wait(report.grace_s) is not None
+        if not report.graceful_exit:
             first.signal_group(signals.SIGKILL)
     else:
         first.signal_group(signals.SIGKILL)

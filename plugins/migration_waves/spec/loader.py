@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from migration_waves.spec.governance import find_secrets, missing_tags
 from migration_waves.spec.models import GoldenImage, WaveSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -25,11 +27,24 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        shown = "" if self.value is _MISSING else f" (value: {self.value!r})"
+        shown = "" if self.value is _MISSING else f" (value: {self.shown_value()!r})"
         return f"{self.file}: {self.field or '<root>'}: {self.message}{shown}"
+
+    def shown_value(self) -> Any:
+        """The value as lint may print it: never a credential, never a whole spec."""
+        if self.value is _MISSING:
+            return None
+        if _SECRET_FIELD.search(self.field) or (
+            isinstance(self.value, str) and find_secrets(f"v: {self.value}")
+        ):
+            return "<redacted>"
+        if isinstance(self.value, dict | list) and len(repr(self.value)) > 200:
+            return f"<{type(self.value).__name__} of {len(self.value)} items>"
+        return self.value
 
 
 _MISSING: Any = object()
+_SECRET_FIELD = re.compile(r"(password|passwd|secret|token|api[_-]?key|access[_-]?key)", re.IGNORECASE)
 
 
 class SpecError(ValueError):
@@ -79,6 +94,8 @@ def _fix_hint(err: dict[str, Any], model: type[BaseModel], loc: tuple[int | str,
         return "use lower-case letters, digits and '-' (at most 63 characters), e.g. digits-corpus"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    if kind == "ip_any_network":
+        return "not a CIDR network (host bits zero), e.g. 10.20.0.0/16"
     return msg
 
 
@@ -120,12 +137,62 @@ def load_wave(path: str | Path) -> WaveSpec:
         raise SpecError(
             [Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")]
         )
+    references = _reference_problems(raw, str(path))
     try:
         spec = WaveSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(_problems_from(exc, str(path), raw, WaveSpec)) from None
+        problems = _problems_from(exc, str(path), raw, WaveSpec)
+        if references:  # precise field paths instead of the model validator's one root-level error
+            problems = [p for p in problems if p.field] + references
+        raise SpecError(problems) from None
     spec._source = path.resolve()
     return spec
+
+
+def _reference_problems(raw: dict[str, Any], file: str) -> list[Problem]:
+    """Cross-field rules on the raw mapping, so they are reported even beside other errors."""
+    problems: list[Problem] = []
+    sites = raw.get("sites") if isinstance(raw.get("sites"), dict) else {}
+    known = ", ".join(sorted(sites)) or "none"
+
+    def site_of(value: Any) -> str | None:
+        return value.split(":", 1)[0] if isinstance(value, str) and ":" in value else None
+
+    if isinstance(raw.get("after"), list) and raw.get("wave") in raw["after"]:
+        i = raw["after"].index(raw["wave"])
+        problems.append(
+            Problem(file, f"after[{i}]", raw["wave"], "a wave cannot run after itself; remove it")
+        )
+    for key in ("datasets", "workloads"):
+        items = raw.get(key) if isinstance(raw.get(key), list) else []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            name = item.get("name")
+            if isinstance(name, str) and name in seen:
+                problems.append(
+                    Problem(
+                        file,
+                        f"{key}[{i}].name",
+                        name,
+                        f"also used by {key}[{seen[name]}]; names must be unique in a wave",
+                    )
+                )
+            elif isinstance(name, str):
+                seen[name] = i
+            for field in ("source", "target", "checkpoint"):
+                site = site_of(item.get(field))
+                if site is not None and site not in sites:
+                    problems.append(
+                        Problem(
+                            file,
+                            f"{key}[{i}].{field}",
+                            item[field],
+                            f"site {site!r} is not under sites (known: {known}); add it or fix the name",
+                        )
+                    )
+    return problems
 
 
 def load_golden_image(path: str | Path) -> GoldenImage:
@@ -186,15 +253,27 @@ def spec_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def lint_paths(paths: Iterable[str | Path]) -> tuple[list[WaveSpec], list[Problem]]:
     """Load every spec under paths; return the good ones and every problem, cross-wave ones too."""
+    paths = list(paths)
     specs: list[WaveSpec] = []
     problems: list[Problem] = []
+    for folder in (p for p in map(Path, paths) if p.is_dir()):
+        if not spec_files([folder]):
+            problems.append(
+                Problem(str(folder), "", _MISSING, "no wave specs (*.yaml, *.yml) in this folder")
+            )
     for file in spec_files(paths):
+        problems.extend(_governance_text_problems(file))
         try:
             spec = load_wave(file)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
         specs.append(spec)
+        problems.extend(
+            Problem(str(file), field, _MISSING, f"{name}: missing required tags {missing}; add them to its "
+                    "tags or to the wave's tags")
+            for field, name, missing in missing_tags(spec)
+        )  # fmt: skip
         for i, wl in enumerate(spec.workloads):
             try:
                 golden_image_for(spec, wl.golden_image)
@@ -224,6 +303,24 @@ def lint_paths(paths: Iterable[str | Path]) -> tuple[list[WaveSpec], list[Proble
             )
     problems.extend(_cross_wave_problems(specs))
     return specs, problems
+
+
+def _governance_text_problems(file: Path) -> list[Problem]:
+    """Credential-looking strings in a spec file: line and kind, never the secret itself."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError:
+        return []  # load_wave reports the unreadable file
+    return [
+        Problem(
+            str(file),
+            f"line {line}",
+            _MISSING,
+            f"looks like a secret ({label}); keep credentials in an Airflow connection or a secrets "
+            "backend and name its conn_id",
+        )
+        for line, label in find_secrets(text)
+    ]
 
 
 def _cross_wave_problems(specs: list[WaveSpec]) -> list[Problem]:

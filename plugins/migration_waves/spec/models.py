@@ -22,6 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.networks import IPvAnyNetwork
+
+from migration_waves.spec.judge_config import JudgeConfig
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Slug = Annotated[str, Field(pattern=SLUG)]
@@ -48,6 +51,17 @@ class ChecksumAlgorithm(StrEnum):
     MD5 = "md5"
 
 
+class Encryption(StrictModel):
+    """Encryption a site must provide; preflight checks it through the provider's API where it can."""
+
+    at_rest: Literal["required", "optional"] = "required"
+    in_transit: Literal["required", "optional"] = "required"
+
+
+#: Network zones a site declares (CIDRs); preflight rejects overlaps within and across sites.
+ZoneName = Literal["training", "inference", "ingestion", "admin"]
+
+
 class Site(StrictModel):
     """A place data and workloads live: on-prem or a cloud region."""
 
@@ -56,6 +70,11 @@ class Site(StrictModel):
     conn_id: str | None = Field(default=None, description="Airflow connection for the storage")
     queue: str = Field(default="default", description="Airflow worker queue for tasks that run at this site")
     region: str | None = None
+    encryption: Encryption | None = Field(default=None, description="governance: encryption required here")
+    audit_logging: bool | None = Field(default=None, description="governance: audit logs are kept here")
+    zones: dict[ZoneName, IPvAnyNetwork] = Field(
+        default_factory=dict, description="network zones as CIDRs, e.g. {training: 10.20.0.0/16}"
+    )
 
 
 class Owners(StrictModel):
@@ -136,6 +155,16 @@ class CanarySpec(StrictModel):
     )
     error_rate_max: float = Field(default=0.01, ge=0, le=1)
     min_samples: int = Field(default=50, ge=5, description="fewer samples per side is inconclusive")
+    # Per-metric rules (p50/p95/p99, error rate, throughput, Prometheus) with power-planned sample
+    # sizes; absent: the gate uses the thresholds above.
+    judge: JudgeConfig | None = None
+    approve_before_full: bool = Field(
+        default=False, description="a human approves (Airflow HITL) before the candidate takes 100%"
+    )
+    rate_rps: float | None = Field(
+        default=None, gt=0, description="open-loop request rate of the load generator; absent: closed loop"
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1])
 
     @field_validator("steps")
     @classmethod
@@ -219,10 +248,12 @@ class WaveSpec(StrictModel):
     @field_validator("window")
     @classmethod
     def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 5:
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(
-                f"window {value!r} is not a 5-field cron expression; e.g. '0 2 * * 6' (02:00 every Saturday)"
+                f"window {value!r} is not a valid 5-field cron expression (minute 0-59, hour 0-23, "
+                "day 1-31, month 1-12, weekday 0-6); e.g. '0 2 * * 6' (02:00 every Saturday)"
             )
         return value
 
@@ -352,6 +383,53 @@ class GpuRequirement(StrictModel):
     memory_gib_min: float | None = Field(default=None, gt=0)
     ecc_required: bool = False
     mig_enabled: bool | None = Field(default=None, description="None: either; otherwise required state")
+    mig_layout: list[str] | None = Field(
+        default=None,
+        description="MIG profiles each matching GPU must carry, e.g. ['3g.71gb', '3g.71gb']; None: unchecked",
+    )
+    persistence_mode: bool | None = Field(default=None, description="None: not checked")
+    clocks_min_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="busy GPU: current SM/memory clock >= ratio * max clock"
+    )
+
+
+#: Check categories of golden-image conformance; `GoldenImage.severity` may set each to fail or warn.
+CheckCategory = Literal[
+    "driver", "gpu_count", "memory", "ecc", "ecc_errors", "mig", "mig_layout", "persistence",
+    "clocks", "throttle", "pcie", "retired_pages", "remapped_rows", "frameworks", "packages", "nvml_errors",
+]  # fmt: skip
+
+#: Metrics of the benchmark suite; throughput metrics are "higher is better", soak growth is a ceiling.
+SuiteMetric = Literal[
+    "matmul_float64_gflops", "matmul_float32_gflops", "matmul_float16_gflops", "matmul_bfloat16_gflops",
+    "memcpy_gbps", "h2d_pinned_gbps", "d2h_pinned_gbps", "allreduce_busbw_gbps", "soak_growth_mib",
+]  # fmt: skip
+
+
+class FrameworkPins(StrictModel):
+    """Framework versions of the worker's Python environment (torch, its CUDA runtime, NCCL)."""
+
+    torch: VersionPin | None = None
+    cuda_runtime: VersionPin | None = Field(default=None, description="torch.version.cuda, e.g. {min: 12.4}")
+    nccl: VersionPin | None = Field(default=None, description="NCCL torch is built with, e.g. {min: '2.21'}")
+
+
+class BenchmarkSuite(StrictModel):
+    """The benchmark suite of an image: sizes, and baselines with tolerances per metric."""
+
+    matmul_size: int = Field(default=2048, ge=64, le=32768)
+    dtypes: list[Literal["float32", "float64", "float16", "bfloat16"]] = Field(
+        default_factory=lambda: ["float32"]
+    )
+    copy_mib: int = Field(default=256, ge=1, le=65536, description="buffer size of copy benchmarks")
+    allreduce_mib: int = Field(default=256, ge=1, le=65536)
+    repeats: int = Field(default=5, ge=1, le=100)
+    soak_s: float = Field(default=0, ge=0, le=3600, description="0: no soak")
+    tolerance: float = Field(default=0.25, ge=0, lt=1, description="allowed shortfall as a fraction")
+    tolerances: dict[SuiteMetric, float] = Field(default_factory=dict, description="per-metric override")
+    baselines: dict[SuiteMetric, float] = Field(
+        default_factory=dict, description="metric -> recorded value (GFLOP/s, GB/s; soak: max growth in MiB)"
+    )
 
 
 class BenchmarkBaseline(StrictModel):
@@ -378,6 +456,11 @@ class GoldenImage(StrictModel):
         default_factory=dict, description="python distribution -> minimum version on the worker"
     )
     benchmark: BenchmarkBaseline
+    frameworks: FrameworkPins | None = None
+    suite: BenchmarkSuite | None = None
+    severity: dict[CheckCategory, Literal["fail", "warn"]] = Field(
+        default_factory=dict, description="override a check category's severity, e.g. {throttle: warn}"
+    )
 
     @model_validator(mode="after")
     def _gpu_fields(self) -> GoldenImage:

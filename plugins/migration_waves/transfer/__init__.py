@@ -1,33 +1,41 @@
-"""Copy engine on fsspec: list, plan, copy (hash while streaming, atomic placement), verify, manifests."""
+"""Copy engine on fsspec: list, plan, copy (hash while streaming, atomic placement), verify, manifests.
 
-from migration_waves.transfer.engine import (
-    FileError,
-    PlanItem,
-    TransferPlan,
-    TransferResult,
-    VerifyResult,
-    copy_tree,
-    plan_transfer,
-    verify_tree,
-)
-from migration_waves.transfer.errors import DeleteLimitExceeded, SourceNotFound, TransferError
-from migration_waves.transfer.manifest import Manifest, ManifestEntry, build_manifest, hasher, list_files
+Names are resolved lazily (PEP 562): `migration_waves.transfer.cli` is imported for every
+`migration-waves` command, and must not pay for fsspec and pydantic unless a transfer runs.
+"""
 
-__all__ = [
-    "DeleteLimitExceeded",
-    "FileError",
-    "Manifest",
-    "ManifestEntry",
-    "PlanItem",
-    "SourceNotFound",
-    "TransferError",
-    "TransferPlan",
-    "TransferResult",
-    "VerifyResult",
-    "build_manifest",
-    "copy_tree",
-    "hasher",
-    "list_files",
-    "plan_transfer",
-    "verify_tree",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FileError": "engine",
+    "PlanItem": "engine",
+    "TransferPlan": "engine",
+    "TransferResult": "engine",
+    "VerifyResult": "engine",
+    "copy_tree": "engine",
+    "plan_transfer": "engine",
+    "verify_tree": "engine",
+    "DeleteLimitExceeded": "errors",
+    "PathCollision": "errors",
+    "SourceNotFound": "errors",
+    "TransferError": "errors",
+    "Manifest": "manifest",
+    "ManifestEntry": "manifest",
+    "build_manifest": "manifest",
+    "hasher": "manifest",
+    "list_files": "manifest",
+    "run_transfer": "run",
+    "run_verify": "run",
+    "RunSummary": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -11,15 +11,21 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.atomic import staged_write
-from migration_waves.transfer.errors import DeleteLimitExceeded, SourceNotFound, TransferError
+from migration_waves.transfer.atomic import staged_write, supports_mtime
+from migration_waves.transfer.errors import (
+    DeleteLimitExceeded,
+    PathCollision,
+    SourceNotFound,
+    TransferError,
+)
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
     Listing,
@@ -164,17 +170,24 @@ def plan_transfer(
     max_delete: int,
     dataset: str,
     previous: Manifest | None = None,
+    dst_keeps_mtime: bool = False,
+    recopy: Iterable[str] = (),
 ) -> TransferPlan:
     """Decide copy / skip / delete per path.
 
     `source` is a Manifest or a listing of (path, size, mtime); `dst_listing` lists the target.
     `previous` is the last verified manifest of this target: its mtimes are the source mtimes at
-    copy time, the only reliable reference on object stores. Raises DeleteLimitExceeded before
+    copy time, the only reliable reference on object stores. `dst_keeps_mtime` says the target
+    holds the source mtime (local disk: the engine sets it before placing), so a target file with
+    the source's size and mtime is current even where `previous` is older (a run killed between
+    placing a file and recording it). Paths in `recopy` (they failed verification at the target)
+    are copied whatever their size and mtime say. Raises DeleteLimitExceeded before
     anything moves when the deletions would exceed `max_delete`.
     """
     src = _normalise_source(source)
     dst = {rel: (size, mtime) for rel, size, mtime in dst_listing}
     prev = previous.by_path() if previous is not None else {}
+    must_copy = set(recopy)
     items: list[PlanItem] = []
     for rel in sorted(src):
         size, mtime = src[rel]
@@ -185,12 +198,17 @@ def plan_transfer(
         if rel not in dst:
             item("copy", "new")
             continue
+        if rel in must_copy:
+            item("copy", "failed verification")
+            continue
         dst_size, dst_mtime = dst[rel]
         if dst_size != size:
             item("copy", "size differs")
             continue
         ref = prev.get(rel)
-        if ref is not None:
+        if dst_keeps_mtime and abs(dst_mtime - mtime) <= MTIME_TOLERANCE_S:
+            item("skip", "same size and mtime")
+        elif ref is not None:
             if ref.size != size:
                 item("copy", "size differs")
             elif mtime > ref.mtime + MTIME_TOLERANCE_S:
@@ -235,6 +253,7 @@ def _copy_one(
     dst_path: str,
     rel: str,
     algorithm: str,
+    throttle: Callable[[int], None] | None = None,
 ) -> ManifestEntry:
     """Stream one file source -> target while hashing; place it only if the source held still."""
     for _attempt in range(1 + UNSTABLE_RETRIES):
@@ -245,6 +264,8 @@ def _copy_one(
                 n = 0
                 with src_fs.open(src_path, "rb") as fin:
                     while chunk := fin.read(CHUNK_SIZE):
+                        if throttle is not None:
+                            throttle(len(chunk))
                         h.update(chunk)
                         out.write(chunk)
                         n += len(chunk)
@@ -277,13 +298,22 @@ def copy_tree(
     previous: Manifest | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    max_delete_pct: float | None = None,
+    on_copied: Callable[[ManifestEntry], None] | None = None,
+    throttle: Callable[[int], None] | None = None,
+    check_names: bool = True,
+    recopy: Iterable[str] = (),
 ) -> TransferResult:
     """Copy a tree from one fsspec filesystem to another: plan, then copy, then delete.
 
     Returns a TransferResult whose `target_manifest` lists what is now at the target with the
     digests computed while streaming (skipped files carry the previous digest, or are read back
     when there is none). Raises SourceNotFound for a missing or empty source and
-    DeleteLimitExceeded when the plan would delete more than `max_delete` files.
+    DeleteLimitExceeded when the plan would delete more than `max_delete` files (or, with
+    `max_delete_pct`, more than that percentage of the target's files, whichever is lower), and
+    PathCollision when source paths cannot be held apart at the target (`check_names`); all before
+    anything moves. `on_copied` is called with each file's entry right after it is placed (the
+    resume journal), `throttle(nbytes)` before each chunk is written (bandwidth limit).
     Per-file failures do not raise: they are in `errors` / `unstable` and `passed` is False.
     """
     started = time.perf_counter()
@@ -299,9 +329,24 @@ def copy_tree(
         if include or exclude:
             detail += f" matching include={list(include)} exclude={list(exclude)}"
         raise SourceNotFound(dataset, src_url, detail)
+    if check_names:
+        from migration_waves.transfer.names import capabilities, find_collisions
+
+        collisions = find_collisions((rel for rel, _, _ in src_listing), capabilities(dst_fs, dst_base))
+        if collisions:
+            raise PathCollision(dataset, dst_url, collisions)
     dst_listing = list_files(dst_fs, dst_base, include, exclude)
+    if max_delete_pct is not None:
+        max_delete = min(max_delete, math.floor(len(dst_listing) * max_delete_pct / 100))
     plan = plan_transfer(
-        src_listing, dst_listing, delete=delete, max_delete=max_delete, dataset=dataset, previous=previous
+        src_listing,
+        dst_listing,
+        delete=delete,
+        max_delete=max_delete,
+        dataset=dataset,
+        previous=previous,
+        dst_keeps_mtime=supports_mtime(dst_fs),
+        recopy=recopy,
     )
     result = TransferResult(
         dataset=dataset,
@@ -328,8 +373,16 @@ def copy_tree(
     def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None]:
         try:
             entry = _copy_one(
-                src_fs, join(src_base, item.path), dst_fs, join(dst_base, item.path), item.path, algorithm
+                src_fs,
+                join(src_base, item.path),
+                dst_fs,
+                join(dst_base, item.path),
+                item.path,
+                algorithm,
+                throttle,
             )
+            if on_copied is not None:
+                on_copied(entry)
             return item, entry, None
         except Exception as exc:  # one bad file must not stop the others; it is reported
             return item, None, exc
@@ -347,7 +400,14 @@ def copy_tree(
     # over a pre-seeded target) read the target back, so every entry holds a real content digest.
     prev = previous.by_path() if previous is not None and previous.algorithm == algorithm else {}
     skips = plan.of("skip")
-    to_hash = [i for i in skips if i.path not in prev or prev[i.path].size != i.size]
+    # the previous digest stands only for the same version: same size and same source mtime
+    to_hash = [
+        i
+        for i in skips
+        if i.path not in prev
+        or prev[i.path].size != i.size
+        or (i.mtime is not None and abs(prev[i.path].mtime - i.mtime) > MTIME_TOLERANCE_S)
+    ]
 
     def rehash(item: PlanItem) -> tuple[str, str]:
         return item.path, hash_file(dst_fs, join(dst_base, item.path), algorithm)[0]
@@ -494,6 +554,7 @@ def verify_tree(
 __all__ = [
     "DeleteLimitExceeded",
     "FileError",
+    "PathCollision",
     "PlanItem",
     "SourceNotFound",
     "TransferError",

@@ -35,3 +35,20 @@ class SourceNotFound(TransferError):
             "source (site:path) and the site's storage URL in the wave spec, and that the "
             "connection can read it."
         )
+
+
+class PathCollision(TransferError):
+    """Source paths that the target cannot hold apart; found before any byte moves."""
+
+    def __init__(self, dataset: str, target: str, collisions: list[tuple[str, list[str]]]) -> None:
+        self.dataset = dataset
+        self.target = target
+        self.collisions = collisions
+        lines = [f"  {why}: " + " | ".join(repr(p) for p in paths) for why, paths in collisions[:20]]
+        more = f"\n  ... and {len(collisions) - 20} more" if len(collisions) > 20 else ""
+        super().__init__(
+            f"dataset {dataset}: {len(collisions)} groups of source paths cannot be held apart at "
+            f"{target}; nothing was moved:\n" + "\n".join(lines) + more + "\n"
+            "Rename one path of each group at the source, or exclude it (--exclude / the dataset's "
+            "exclude), then re-run."
+        )

@@ -243,7 +243,9 @@ def validate_manifests(
         what = (
             f"{failure.unexpected_count} files: {shown}" if failure.paths else f"observed {failure.observed}"
         )
-        report.reasons.append(f"dataset {dataset}: failed: {failure.description} ({what})")
+        report.reasons.append(
+            f"dataset {dataset}: Great Expectations: expected {failure.description}, but not so ({what})"
+        )
     if report.passed:
         report.reasons.append(
             f"dataset {dataset}: {len(target.entries)} target files match {len(source.entries)} source "

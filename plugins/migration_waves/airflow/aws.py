@@ -1,0 +1,18 @@
+"""S3 clients for governance checks: the site's Airflow connection through the amazon provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migration_waves.spec.models import Site
+
+
+def s3_client_for(site_name: str, site: Site) -> Any:
+    """boto3 S3 client of a site: S3Hook(conn_id) when the site names a connection, else the environment."""
+    if site.conn_id:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=site.conn_id, region_name=site.region).get_conn()
+    from migration_waves.gates.governance import default_s3_client
+
+    return default_s3_client(site_name, site)

@@ -1,0 +1,151 @@
+"""`migration-waves copy|sync|verify SRC DST`: the transfer engine from the command line.
+
+Exit status: 0 when everything in scope was verified (or, on --dry-run, planned); 1 when a file
+failed, changed while read, or did not verify; 2 when the run was refused before anything moved
+(bad option, missing source, names the target cannot hold apart, delete cap).
+Only argparse is imported here; the handler imports the engine (fsspec, pydantic) when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")  # = manifest.ALGORITHMS, without importing it
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="source: a path or an fsspec URL (file://, s3://bucket/prefix, gs://...)")
+    p.add_argument("dst", help="target: a path or an fsspec URL")
+    p.add_argument("--checksum", choices=ALGORITHMS, default="blake3", help="content digest (default blake3)")
+    p.add_argument(
+        "--transfers", type=int, default=4, metavar="N", help="files in flight at once (default 4)"
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="fnmatch on the relative path; repeatable",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="fnmatch on the relative path; repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary (the plan too on --dry-run)")
+    p.add_argument("--manifest-out", metavar="URL", help="write the target manifest (Parquet) there")
+
+
+def register(subparsers: Any) -> None:
+    """Add copy, sync and verify."""
+    for name, text in (
+        ("copy", "copy new and changed files, verify them by read-back; never deletes"),
+        ("sync", "make the target match the source (deletions only with --delete)"),
+    ):
+        p = subparsers.add_parser(name, help=text, description=text)
+        _common(p)
+        p.add_argument(
+            "--dry-run", action="store_true", help="print the plan (copy/skip/delete + reason), move nothing"
+        )
+        p.add_argument(
+            "--state",
+            metavar="URL",
+            help="state store for the resume journal and verified manifests "
+            "(default $MIGRATION_WAVES_STATE or ~/.local/state/migration-waves)",
+        )
+        p.add_argument("--bwlimit", metavar="RATE", help="bytes/s over all transfers: 800, 512K, 10M, 1.5G")
+        if name == "sync":
+            p.add_argument(
+                "--delete", action="store_true", help="delete target files not in the source (in scope)"
+            )
+            p.add_argument(
+                "--max-delete",
+                default="50%",
+                metavar="N|PCT",
+                help="refuse to delete more than N files or PCT%% of the target's files (default 50%%)",
+            )
+        p.set_defaults(func=_transfer, mode=name)
+    v = subparsers.add_parser("verify", help="hash source and target and compare them file by file")
+    _common(v)
+    v.set_defaults(func=_verify, mode="verify")
+
+
+def _emit(summary: Any, as_json: bool) -> int:
+    from migration_waves.transfer.run import as_json as to_json
+    from migration_waves.transfer.run import describe
+
+    if as_json:
+        print(json.dumps(to_json(summary)))
+    else:
+        if summary.plan is not None:
+            for item in summary.plan:
+                print(f"{item.action:6} {item.path!r:60} {item.reason}")
+        for reason in summary.reasons:
+            print(reason, file=sys.stderr)
+        print(describe(summary))
+    return EXIT_OK if summary.passed else EXIT_FAILED
+
+
+def _refused(exc: Exception, as_json: bool) -> int:
+    from migration_waves.transfer.errors import DeleteLimitExceeded
+
+    message = str(exc)
+    if isinstance(exc, DeleteLimitExceeded):
+        message += " On the command line: raise --max-delete (a count or a percentage) or drop --delete."
+    if as_json:
+        print(json.dumps({"passed": False, "refused": True, "error": message, "kind": type(exc).__name__}))
+    print(f"migration-waves: {message}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from migration_waves.transfer.errors import TransferError
+    from migration_waves.transfer.run import run_transfer
+
+    if args.transfers < 1:
+        return _refused(ValueError("--transfers must be at least 1"), args.json)
+    try:
+        summary = run_transfer(
+            args.src,
+            args.dst,
+            mode=args.mode,
+            algorithm=args.checksum,
+            transfers=args.transfers,
+            include=args.include,
+            exclude=args.exclude,
+            delete=getattr(args, "delete", False),
+            max_delete=getattr(args, "max_delete", "50%"),
+            dry_run=args.dry_run,
+            state=args.state,
+            manifest_out=args.manifest_out,
+            bwlimit=args.bwlimit,
+        )
+    except TransferError as exc:
+        return _refused(exc, args.json)
+    return _emit(summary, args.json)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from migration_waves.transfer.errors import TransferError
+    from migration_waves.transfer.run import run_verify
+
+    try:
+        summary = run_verify(
+            args.src,
+            args.dst,
+            algorithm=args.checksum,
+            transfers=max(1, args.transfers),
+            include=args.include,
+            exclude=args.exclude,
+            manifest_out=args.manifest_out,
+        )
+    except TransferError as exc:
+        return _refused(exc, args.json)
+    return _emit(summary, args.json)

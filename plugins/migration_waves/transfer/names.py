@@ -1,0 +1,146 @@
+"""Names the target cannot hold apart, found from the listing before any byte moves.
+
+What a target can tell apart is a capability of its backend:
+- object stores (s3, gs): keys are case-sensitive, byte-exact UTF-8, no normalisation;
+- local disk: depends on the filesystem (ext4 is case- and normalisation-sensitive, APFS/NTFS
+  usually are not), so it is probed on the target itself.
+Some collisions hold on every target: a file `a` beside a file `a/b` (a name cannot be a file
+and a folder), empty, `.` or `..` path components (doubled slashes from object-store keys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fsspec.implementations.local import LocalFileSystem
+
+from migration_waves.transfer.atomic import placement
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from fsspec import AbstractFileSystem
+
+NAME_MAX = 255  # bytes per path component on common local filesystems
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target backend can hold apart."""
+
+    case_sensitive: bool = True
+    normalisation_sensitive: bool = True  # NFC and NFD spellings are different names
+    utf8_only: bool = False  # object-store keys are UTF-8: undecodable bytes cannot be stored
+    name_max: int | None = None  # longest path component in bytes, where the backend limits it
+
+
+def _probe_dir(fs: AbstractFileSystem, root: str) -> str | None:
+    """The deepest existing local folder at or above `root`."""
+    path = os.path.abspath(fs._strip_protocol(root))
+    while path and not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path or None
+
+
+def _probe_local(folder: str) -> tuple[bool, bool]:
+    """(case_sensitive, normalisation_sensitive) of the filesystem holding `folder`, by experiment."""
+    nfc, nfd = unicodedata.normalize("NFC", "é"), unicodedata.normalize("NFD", "é")
+    probe = tempfile.mkdtemp(prefix=".mwprobe-", dir=folder)
+    try:
+        with open(os.path.join(probe, "a" + nfc), "wb"):
+            pass
+        case = not os.path.exists(os.path.join(probe, "A" + nfc))
+        norm = not os.path.exists(os.path.join(probe, "a" + nfd))
+        return case, norm
+    finally:
+        for name in os.listdir(probe):
+            os.unlink(os.path.join(probe, name))
+        os.rmdir(probe)
+
+
+def capabilities(fs: AbstractFileSystem, root: str) -> Capabilities:
+    """The target's capabilities: object stores by protocol, local disk by a probe next to `root`.
+
+    The probe creates and removes a hidden folder in the deepest existing folder above `root`;
+    where that is not writable, the platform default is assumed (macOS and Windows insensitive).
+    """
+    if placement(fs) == "direct":
+        return Capabilities(case_sensitive=True, normalisation_sensitive=True, utf8_only=True, name_max=1024)
+    if isinstance(fs, LocalFileSystem):
+        folder = _probe_dir(fs, root)
+        default = not sys.platform.startswith(("darwin", "win"))
+        case, norm = default, default
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                case, norm = _probe_local(folder)
+        return Capabilities(case_sensitive=case, normalisation_sensitive=norm, name_max=NAME_MAX)
+    return Capabilities()
+
+
+def target_key(path: str, caps: Capabilities) -> str:
+    """The name the target actually stores for `path`: two paths with one key collide."""
+    key = path
+    if not caps.normalisation_sensitive:
+        key = unicodedata.normalize("NFC", key)
+    if not caps.case_sensitive:
+        key = key.casefold()
+    return key
+
+
+def _undecodable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 local name
+        return True
+    return False
+
+
+def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str, list[str]]]:
+    """Groups of relative paths the target cannot hold apart, each with the reason, sorted.
+
+    Checks: twins under the target's case/normalisation folding, a file that is also a folder
+    of another path, empty/`.`/`..` components, undecodable names on UTF-8 stores, and
+    components longer than the target allows.
+    """
+    found: list[tuple[str, list[str]]] = []
+    by_key: dict[str, list[str]] = defaultdict(list)
+    all_paths = sorted(set(paths))
+    for p in all_paths:
+        by_key[target_key(p, caps)].append(p)
+        parts = p.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            found.append(("empty, '.' or '..' path component (doubled or trailing slash)", [p]))
+        if caps.utf8_only and _undecodable(p):
+            found.append(("name is not valid UTF-8 and the target stores UTF-8 keys", [p]))
+        elif caps.name_max is not None and any(
+            len(part.encode("utf-8", "surrogateescape")) > caps.name_max for part in parts
+        ):
+            found.append((f"a path component is longer than {caps.name_max} bytes", [p]))
+    for group in by_key.values():
+        if len(group) > 1:
+            why = []
+            if len({unicodedata.normalize("NFC", g) for g in group}) < len(group):
+                why.append("Unicode normalisation (NFC/NFD) twins")
+            if len({g.casefold() for g in group}) < len(group):
+                why.append("case-only twins")
+            found.append((" and ".join(why) + " on a target that folds them", group))
+    # a file `a` and a file `a/b`: `a` would have to be a file and a folder at once
+    keys = {target_key(p, caps): p for p in all_paths}
+    for key, p in keys.items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in keys:
+                found.append(("a file and a folder with the same name", [keys[parent], p]))
+                break
+    found.sort(key=lambda row: (row[1], row[0]))
+    return found

@@ -1,0 +1,346 @@
+"""One copy / sync / verify run between two URLs, as the `migration-waves` CLI does it.
+
+Wraps the engine with what a standalone run needs: filesystems from URLs, the resume journal
+in the state store, a bandwidth limit, a read-back of every file placed this run (and of files
+an interrupted run placed but never read back), the verified manifest, and one summary.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from migration_waves.transfer.engine import FileError, PlanItem, copy_tree, human_bytes, verify_tree
+from migration_waves.transfer.errors import TransferError
+from migration_waves.transfer.manifest import Manifest, build_manifest, hash_file, join, strip_root
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from fsspec import AbstractFileSystem
+
+Mode = Literal["copy", "sync", "verify"]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*(?:/s)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_rate(text: str) -> float:
+    """'10M' -> 10 MiB/s; '512k', '1.5G', '800' (bytes/s). Units are binary, as rclone's."""
+    match = _RATE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise TransferError(
+            f"--bwlimit {text!r}: use a positive rate such as 800, 512K, 10M or 1.5G (bytes/s)"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def parse_max_delete(text: str) -> tuple[int, float | None]:
+    """'100' -> (100, None); '10%' -> (huge, 10.0)."""
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            pct = float(t[:-1])
+            if not 0 <= pct <= 100:
+                raise ValueError
+            return 2**62, pct
+        n = int(t)
+        if n < 0:
+            raise ValueError
+        return n, None
+    except ValueError:
+        raise TransferError(
+            f"--max-delete {text!r}: use a file count (100) or a percentage of the target's files (10%)"
+        ) from None
+
+
+class RateLimiter:
+    """A token bucket shared by all transfer threads: at most `rate` bytes/s on average."""
+
+    def __init__(self, rate: float, burst_s: float = 0.25) -> None:
+        self.rate = rate
+        self.capacity = max(rate * burst_s, 1.0)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def __call__(self, nbytes: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= nbytes  # may go negative: the debt is slept off below
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+class RunSummary(BaseModel):
+    """What one CLI run did; `passed` only when everything in scope was verified."""
+
+    mode: Mode
+    source: str
+    target: str
+    algorithm: str
+    dry_run: bool = False
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    bytes_skipped: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    files_verified: int = 0
+    bytes_verified: int = 0
+    mismatched: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    extra: list[str] = Field(default_factory=list)
+    unstable: list[str] = Field(default_factory=list)
+    errors: list[FileError] = Field(default_factory=list)
+    extra_kept: int = 0
+    plan: list[PlanItem] | None = None
+    state_dir: str | None = None
+    manifest: str | None = None
+    duration_s: float = 0.0
+    passed: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+def open_url(url: str) -> tuple[AbstractFileSystem, str]:
+    """(filesystem, stripped root) for a plain path or an fsspec URL."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, strip_root(fs, root)
+
+
+def _read_back(
+    fs: AbstractFileSystem, base: str, manifest: Manifest, paths: Sequence[str], workers: int
+) -> tuple[list[str], int]:
+    """Hash `paths` at the target; (paths whose bytes differ from the manifest, bytes read)."""
+    want = manifest.by_path()
+
+    def one(rel: str) -> tuple[str, bool, int]:
+        try:
+            digest, n = hash_file(fs, join(base, rel), manifest.algorithm)
+        except FileNotFoundError:
+            return rel, False, 0
+        return rel, digest == want[rel].digest and n == want[rel].size, n
+
+    bad: list[str] = []
+    total = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for rel, ok, n in pool.map(one, paths):
+            total += n
+            if not ok:
+                bad.append(rel)
+    return sorted(bad), total
+
+
+def _remove_stale_temps(fs: AbstractFileSystem, base: str) -> int:
+    """Remove our `.name.mwpart-*` files left by a killed run (local targets; object stores have none)."""
+    from migration_waves.transfer.manifest import is_temp_name
+
+    try:
+        names = fs.find(base)
+    except FileNotFoundError:
+        return 0
+    prefix = base.rstrip("/") + "/"
+    stale = [n for n in names if n.startswith(prefix) and is_temp_name(n[len(prefix) :])]
+    for name in stale:
+        fs.rm_file(name)
+    return len(stale)
+
+
+def run_transfer(
+    source: str,
+    target: str,
+    *,
+    mode: Literal["copy", "sync"] = "copy",
+    algorithm: str = "blake3",
+    transfers: int = 4,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    delete: bool = False,
+    max_delete: str = "50%",
+    dry_run: bool = False,
+    state: str | None = None,
+    manifest_out: str | None = None,
+    bwlimit: str | None = None,
+) -> RunSummary:
+    """Copy (never deletes) or sync (deletes target-only files when `delete`) `source` to `target`.
+
+    Every file placed by this run, and every file an interrupted earlier run placed without
+    reading it back, is read back at the target. Raises TransferError (and its subclasses
+    SourceNotFound, DeleteLimitExceeded, PathCollision) before anything moves.
+    """
+    from migration_waves.transfer.journal import Journal, default_state_url
+
+    started = time.perf_counter()
+    if delete and mode != "sync":
+        raise TransferError("--delete only applies to `sync`; `copy` never deletes at the target")
+    count_cap, pct_cap = parse_max_delete(max_delete)
+    throttle = RateLimiter(parse_rate(bwlimit)) if bwlimit else None
+    src_fs, src_base = open_url(source)
+    dst_fs, dst_base = open_url(target)
+    src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
+    journal = Journal(state or default_state_url(), src_url, dst_url)
+    previous, unverified = journal.previous(algorithm)
+    interrupted = bool(journal.loaded_journals)
+
+    result = copy_tree(
+        src_fs,
+        src_base,
+        dst_fs,
+        dst_base,
+        dataset=mode,
+        algorithm=algorithm,
+        delete=delete,
+        max_delete=count_cap,
+        max_delete_pct=pct_cap,
+        dry_run=dry_run,
+        transfers=transfers,
+        previous=previous,
+        include=include,
+        exclude=exclude,
+        on_copied=None if dry_run else journal.record,
+        throttle=throttle,
+    )
+    summary = RunSummary(
+        mode=mode,
+        source=src_url,
+        target=dst_url,
+        algorithm=algorithm,
+        dry_run=dry_run,
+        unstable=result.unstable,
+        errors=result.errors,
+        extra_kept=len(result.extra_kept),
+        state_dir=journal.fs.unstrip_protocol(journal.dir),
+    )
+    plan = {i.path: i for i in result.plan}
+    if dry_run:
+        summary.plan = result.plan
+        summary.files_copied = len([i for i in result.plan if i.action == "copy"])
+        summary.bytes_copied = sum(i.size for i in result.plan if i.action == "copy")
+        summary.files_skipped = len([i for i in result.plan if i.action == "skip"])
+        summary.bytes_skipped = sum(i.size for i in result.plan if i.action == "skip")
+        summary.files_deleted = len([i for i in result.plan if i.action == "delete"])
+        summary.bytes_deleted = sum(i.size for i in result.plan if i.action == "delete")
+        summary.passed = True
+        summary.reasons = list(result.reasons)
+        summary.duration_s = round(time.perf_counter() - started, 3)
+        return summary
+
+    journal.close()
+    manifest = result.target_manifest
+    assert manifest is not None  # always set on a real run
+    placed = manifest.by_path()
+    copied = [i.path for i in result.plan if i.action == "copy" and i.path in placed]
+    skipped_unverified = [p for p, i in plan.items() if i.action == "skip" and p in unverified]
+    mismatched, _ = _read_back(dst_fs, dst_base, manifest, copied + skipped_unverified, transfers)
+    summary.mismatched = mismatched
+    summary.files_copied = result.files_copied
+    summary.bytes_copied = result.bytes_copied
+    summary.files_skipped = result.files_skipped
+    summary.bytes_skipped = sum(i.size for i in result.plan if i.action == "skip")
+    summary.files_deleted = result.files_deleted
+    summary.bytes_deleted = sum(i.size for i in result.plan if i.action == "delete")
+    bad = set(mismatched)
+    ok = [e for e in manifest.entries if e.path not in bad]
+    summary.files_verified = len(ok)
+    summary.bytes_verified = sum(e.size for e in ok)
+    summary.reasons = list(result.reasons)
+    if mismatched:
+        summary.reasons.append(
+            f"{len(mismatched)} files read back at {dst_url} differ from what was sent: "
+            f"{', '.join(mismatched[:5])}; re-run to copy them again"
+        )
+    summary.passed = result.passed and not mismatched
+    deleted = [i.path for i in result.plan if i.action == "delete"]
+    # an unchanged tree leaves the verified manifest as it is: no Parquet write on a no-op sync
+    changed = bool(copied or deleted or interrupted or skipped_unverified) or previous is None
+    if summary.passed and changed:
+        journal.commit(manifest, deleted)
+        if interrupted:
+            _remove_stale_temps(dst_fs, dst_base)
+    if manifest_out:
+        out_fs, out_path = open_url(manifest_out)
+        manifest.write_parquet(out_fs, out_path)
+        summary.manifest = out_fs.unstrip_protocol(out_path)
+    summary.duration_s = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def run_verify(
+    source: str,
+    target: str,
+    *,
+    algorithm: str = "blake3",
+    transfers: int = 4,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    manifest_out: str | None = None,
+) -> RunSummary:
+    """Hash both trees (source read, target read back) and compare them path by path."""
+    started = time.perf_counter()
+    src_fs, src_base = open_url(source)
+    dst_fs, dst_base = open_url(target)
+    src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
+    expected = build_manifest(src_fs, src_base, algorithm, include, exclude, workers=transfers)
+    check = verify_tree(
+        dst_fs,
+        dst_base,
+        expected,
+        dataset="verify",
+        workers=transfers,
+        include=include,
+        exclude=exclude,
+    )
+    summary = RunSummary(
+        mode="verify",
+        source=src_url,
+        target=dst_url,
+        algorithm=algorithm,
+        files_verified=check.files_verified,
+        bytes_verified=check.bytes_verified,
+        mismatched=sorted(check.digest_mismatch + check.size_mismatch),
+        missing=check.missing,
+        extra=check.extra,
+        passed=check.passed,
+        reasons=check.reasons,
+    )
+    if manifest_out and check.observed is not None:
+        out_fs, out_path = open_url(manifest_out)
+        check.observed.write_parquet(out_fs, out_path)
+        summary.manifest = out_fs.unstrip_protocol(out_path)
+    summary.duration_s = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def describe(summary: RunSummary) -> str:
+    """One line for humans."""
+    if summary.mode == "verify":
+        return (
+            f"verify: {summary.files_verified} files ({human_bytes(summary.bytes_verified)}) match, "
+            f"mismatched {len(summary.mismatched)}, missing {len(summary.missing)}, extra "
+            f"{len(summary.extra)} in {summary.duration_s:.2f} s: {'OK' if summary.passed else 'FAILED'}"
+        )
+    verb = "would copy" if summary.dry_run else "copied"
+    return (
+        f"{summary.mode}: {verb} {summary.files_copied} files ({human_bytes(summary.bytes_copied)}), "
+        f"skipped {summary.files_skipped}, deleted {summary.files_deleted}, verified "
+        f"{summary.files_verified} ({human_bytes(summary.bytes_verified)}), mismatched "
+        f"{len(summary.mismatched)}, missing {len(summary.missing)}, unstable {len(summary.unstable)}, "
+        f"errors {len(summary.errors)} in {summary.duration_s:.2f} s: {'OK' if summary.passed else 'FAILED'}"
+    )
+
+
+def as_json(summary: RunSummary) -> dict[str, Any]:
+    """JSON-safe dict of the summary (plan only on a dry run)."""
+    data = summary.model_dump(mode="json")
+    if data.get("plan") is None:
+        data.pop("plan", None)
+    return data
