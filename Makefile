@@ -24,7 +24,7 @@ export AIRFLOW__API__PORT                := 8080
 export GX_ANALYTICS_ENABLED              := false
 export PYTHONDONTWRITEBYTECODE           :=
 
-.PHONY: help install demo up down test test-fast lint bench-parse bench-transfer bench-canary clean
+.PHONY: help install demo up down test test-fast lint bench-parse bench-transfer bench-canary bench-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,11 @@ bench-transfer: $(VENV)/.installed ## copy/sync vs rsync and rclone on a generat
 
 bench-canary: $(VENV)/.installed ## canary judge on known distributions (false rollbacks, detection) and load generator vs wrk (apt-get install -y wrk)
 	$(PY) bench/canary_sim.py
+
+GOLDEN ?= include/golden_images/training-cpu-dev.yaml
+RUNS ?= 3
+bench-gpu: $(VENV)/.installed ## golden-image suite vs its baselines (GOLDEN=..., RUNS=3; torch on a GPU worker)
+	$(PY) bench/gpu.py --golden $(GOLDEN) --runs $(RUNS)
 
 clean: down ## remove demo data, state and the Airflow home (keeps .venv)
 	rm -rf .demo .airflow

@@ -45,6 +45,7 @@ def test_approval_sits_between_the_last_gate_and_100(pilot: Any) -> None:
     assert {need.ask, need.skip_to} == {approve.task_id, step.task_id}
     assert need.downstream_task_ids == {approve.task_id, step.task_id} | {
         "rollback.restore",
+        "acceptance.cost",
         "report",
         "outcome",
     }

@@ -61,8 +61,12 @@ def test_gpu_bench_cpu_suite_json(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_drill_interrupt_refuses_remote_dirs_and_empty_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert local_dir("file:///tmp/ck") == Path("/tmp/ck")
-    with pytest.raises(ValueError, match=r"s3://b/ck: the interruption drill watches a local folder"):
+    assert local_dir("file://localhost/tmp/my%20ck") == Path("/tmp/my ck")
+    assert local_dir("relative/ck") == Path("relative/ck")
+    with pytest.raises(ValueError, match=r"s3://b/ck: s3:// is not supported; the interruption drill"):
         local_dir("s3://b/ck")
+    with pytest.raises(ValueError, match=r"names host 'nas01'"):
+        local_dir("file://nas01/ck")
     assert main(["drill", "interrupt", "--checkpoint-dir", "s3://b/ck", "--", "python", "x.py"]) == 2
     assert main(["drill", "interrupt", "--checkpoint-dir", "/tmp/never", "--"]) == 2
     assert "command is empty" in capsys.readouterr().err

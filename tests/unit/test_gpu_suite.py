@@ -269,3 +269,16 @@ def test_fake_torch_soak_catches_memory_growth() -> None:
     soak = next(r for r in report.rows if r.metric == "soak_growth_mib")
     assert soak.measured > 64 and not soak.passed  # the image's ceiling is 64 MiB
     assert any("soak_growth_mib" in r and "over the ceiling 64.0" in r for r in report.reasons)
+
+
+def test_headline_is_the_benchmark_dtype_row_else_the_first_measured_matmul() -> None:
+    gpu = run_suite(_h200(), torch_module=fake_torch(1))  # benchmark dtype: bfloat16
+    assert gpu.headline_metric == "matmul_bfloat16_gflops" and gpu.gflops == pytest.approx(1e6)
+    assert gpu.baseline_gflops == 700000 and gpu.threshold_gflops == pytest.approx(560000)
+    assert gpu.ratio == pytest.approx(1e6 / 7e5)
+    cpu = run_suite(image("training-cpu-dev", matmul_size=64, dtypes=["bfloat16", "float64"], copy_mib=1,
+                          repeats=1))  # fmt: skip
+    assert cpu.headline_metric == "matmul_float64_gflops"  # float32 not in the suite, bfloat16 skipped
+    assert cpu.gflops is not None and cpu.baseline_gflops is None and cpu.ratio is None
+    none = run_suite(image("training-cpu-dev", matmul_size=64, dtypes=["bfloat16"], copy_mib=1, repeats=1))
+    assert none.headline_metric is None and none.gflops is None and none.passed

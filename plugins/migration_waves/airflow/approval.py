@@ -10,6 +10,7 @@ report or outcome tasks, because ApprovalOperator skips every direct downstream 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -46,9 +47,45 @@ class NeedApprovalOperator(BaseBranchOperator):
         return self.ask if needed else self.skip_to
 
 
-def approval_task(*, task_id: str, wave: str, workload: str, owner: str) -> ApprovalOperator:
+class WaveApprovalOperator(ApprovalOperator):
+    """ApprovalOperator that records the answer as evidence (`canary/<workload>-approval-100`).
+
+    The record's `decided_at` is when the answer reached the task; on Reject, `rollback.restore`
+    measures its time to rollback from it, as an abort does from its gate's decision.
+    """
+
+    def __init__(self, *, wave_spec: str | None = None, workload: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wave_spec, self.workload = wave_spec, workload
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        decided_at = time.time()
+        if self.wave_spec and self.workload and "error" not in event:
+            chosen = list(event.get("chosen_options") or [])
+            responded = event.get("responded_at")
+            ctx = WaveRunContext.from_airflow(self.wave_spec, context)
+            ctx.store.write(
+                "canary",
+                f"{self.workload}-approval-100",
+                {
+                    "workload": self.workload,
+                    "decision": "approve" if chosen == [self.APPROVE] else "reject",
+                    "chosen_options": chosen,
+                    "responded_at": responded.isoformat() if hasattr(responded, "isoformat") else responded,
+                    "responded_by_user": event.get("responded_by_user"),
+                    "decided_at": decided_at,
+                },
+            )
+        return super().execute_complete(context=context, event=event)
+
+
+def approval_task(
+    *, task_id: str, wave: str, workload: str, owner: str, wave_spec: str | None = None
+) -> ApprovalOperator:
     """Airflow's ApprovalOperator; no answer within the timeout counts as Reject (traffic goes back)."""
-    return ApprovalOperator(
+    return WaveApprovalOperator(
+        wave_spec=wave_spec,
+        workload=workload,
         task_id=task_id,
         subject=f"Wave {wave}: move {workload} to 100% on the cloud?",
         body=(

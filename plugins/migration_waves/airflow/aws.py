@@ -16,3 +16,13 @@ def s3_client_for(site_name: str, site: Site) -> Any:
     from migration_waves.gates.governance import default_s3_client
 
     return default_s3_client(site_name, site)
+
+
+def router_client_for(router: Any) -> Any:
+    """boto3 client of an aws_alb or route53 router from AwsBaseHook(conn_id); None: plain boto3."""
+    if router.kind == "local" or not router.conn_id:
+        return None
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    service = {"aws_alb": "elbv2", "route53": "route53"}[router.kind]
+    return AwsBaseHook(aws_conn_id=router.conn_id, client_type=service, region_name=router.region).get_conn()

@@ -142,6 +142,8 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
 
         with TaskGroup("acceptance"):
             accept = ops.AcceptanceOperator(task_id="evaluate", outlets=[accepted_asset(spec.wave)], **common)
+            # Moved bytes priced per flow once everything that copies is done, whatever happened.
+            cost = ops.CostActualOperator(task_id="cost", trigger_rule=TriggerRule.ALL_DONE, **common)
 
         with TaskGroup("rollback"):
             restore = ops.RollbackOperator(
@@ -174,6 +176,9 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
                 continue
             if task.task_id.startswith(("canary.", "cutover.")) or task in (accept, go):
                 task >> restore
+        for task in dag.tasks:
+            if task not in (cost, report, outcome) and task not in approvals:
+                task >> cost
         # report and the outcome watcher sit downstream of every task: a failure anywhere fails
         # the run (a leaf rollback that succeeded would otherwise mark a failed wave green).
         for task in dag.tasks:
@@ -233,8 +238,9 @@ def _canary_tasks(wl: Any, common: dict[str, Any], spec: WaveSpec) -> tuple[Any,
                     skip_to=f"{prefix}step-100", **common,
                 )  # fmt: skip
                 approve = approval_task(
-                    task_id="approve-100", wave=spec.wave, workload=wl.name, owner=spec.owners.rollback
-                )
+                    task_id="approve-100", wave=spec.wave, workload=wl.name, owner=spec.owners.rollback,
+                    wave_spec=common["wave_spec"],
+                )  # fmt: skip
                 prev >> need >> approve
                 prev = need
                 # Reached from the branch directly or through the approval: one success is enough.

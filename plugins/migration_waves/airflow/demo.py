@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose and not args.serve:
         # dag.test() prints every task's log; the demo prints its own summary.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+        # Airflow 3.3's own .airflowignore matcher uses a pathspec API that pathspec deprecated.
+        warnings.filterwarnings("ignore", message="GitWildMatchPattern", category=DeprecationWarning)
 
     from migration_waves.airflow.dag_factory import SPECS_ENV, dag_id_for
     from migration_waves.spec.loader import SpecError, load_wave, spec_files

@@ -78,8 +78,12 @@ class WaveOperator(BaseOperator):
     def evidence_name(self) -> str:
         return f"{self.subject}-{self.action}" if self.subject else self.action
 
+    def make_context(self, context: Any) -> WaveRunContext:
+        """The run context; the scheduled-sync DAG overrides it to keep its evidence apart."""
+        return WaveRunContext.from_airflow(self.wave_spec, context)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        ctx = WaveRunContext.from_airflow(self.wave_spec, context)
+        ctx = self.make_context(context)
         if self.skip_on_dry_run and ctx.dry_run:
             raise AirflowSkipException("dry run: nothing moves")
         started = time.time()
@@ -381,7 +385,7 @@ class SnapshotManifestOperator(DatasetOperator):
         ds = ctx.spec.dataset(str(self.subject))
         fs, root = resolve_fs(ctx.spec.location(ds.source))
         manifest = build_manifest(
-            fs, root, algorithm=ds.checksum.value, include=ds.include, exclude=ds.exclude
+            fs, root, algorithm=ds.checksum.value, include=ds.include, exclude=ds.exclude, links=ds.links
         )
         path = _write_manifest(ctx, ds.name, "source", manifest)
         return {
@@ -414,6 +418,7 @@ class CopyDatasetOperator(DatasetOperator):
         return f"{self.subject}-{self.mode}"
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        from migration_waves.airflow.progress import CopyProgress
         from migration_waves.transfer.engine import copy_tree
 
         ds = ctx.spec.dataset(str(self.subject))
@@ -425,20 +430,24 @@ class CopyDatasetOperator(DatasetOperator):
         if ds.class_ is DatasetClass.TELEMETRY:
             held_back = _still_written(src_fs, src_root, ds.include, ds.exclude, quiet_s=TELEMETRY_QUIET_S)
             exclude += [glob.escape(p) for p in held_back]
-        result = copy_tree(
-            src_fs,
-            src_root,
-            dst_fs,
-            dst_root,
-            dataset=ds.name,
-            algorithm=ds.checksum.value,
-            delete=ds.delete and self.mode != "seed",
-            max_delete=ds.max_delete,
-            previous=_previous(ctx, ds.name),
-            include=ds.include,
-            exclude=exclude,
-            recopy=_read_recopy(ctx, ds.name),
-        )
+        # Files/bytes of the plan done, rate and ETA in the task log every N seconds (airflow/progress.py).
+        with CopyProgress(f"{ds.name} {self.mode}", log=self.log) as progress:
+            result = copy_tree(
+                src_fs,
+                src_root,
+                dst_fs,
+                dst_root,
+                dataset=ds.name,
+                algorithm=ds.checksum.value,
+                delete=ds.delete and self.mode != "seed",
+                max_delete=ds.max_delete,
+                previous=_previous(ctx, ds.name),
+                include=ds.include,
+                exclude=exclude,
+                recopy=_read_recopy(ctx, ds.name),
+                links=ds.links,
+                **progress.hooks(),
+            )
         record = jsonable(result)
         record["manifest"] = _write_manifest(ctx, ds.name, "copied", result.target_manifest)
         record.pop("target_manifest", None)
@@ -483,7 +492,7 @@ class VerifyDatasetOperator(DatasetOperator):
                 "reasons": [f"dataset {ds.name}: nothing was copied yet; run the seed first"],
             }
         dst_fs, dst_root = resolve_fs(ctx.spec.location(ds.target))
-        verify = verify_tree(dst_fs, dst_root, expected, dataset=ds.name)
+        verify = verify_tree(dst_fs, dst_root, expected, dataset=ds.name, links=ds.links)
         docs_dir = ctx.store.path("data-docs", ds.name)
         observed = verify.observed
         if observed is None:  # verify_tree always reads back; keep GX honest if that ever changes
@@ -537,16 +546,20 @@ class GpuConformanceOperator(WaveOperator):
 
 
 class GpuBenchmarkOperator(WaveOperator):
-    """Benchmark this worker against the golden image's recorded baseline."""
+    """Benchmark this worker against the golden image's recorded baselines: the full suite (rows +
+    Markdown table, headline gflops/ratio) when the image has a `suite:`, else the single matmul."""
 
     stage, action = "gpu", "benchmark"
 
     def run(self, ctx: WaveRunContext) -> Any:
         from migration_waves.gpu.bench import run_benchmark
         from migration_waves.gpu.nvml import take_snapshot
+        from migration_waves.gpu.suite import run_suite
         from migration_waves.spec.loader import golden_image_for
 
         image = golden_image_for(ctx.spec, str(self.subject))
+        if image.suite is not None:
+            return run_suite(image, snapshot=take_snapshot(frameworks=False))
         return run_benchmark(image, snapshot=take_snapshot())
 
 
@@ -583,9 +596,11 @@ class InterruptionDrillOperator(WaveOperator):
 
 
 def _router(wl: Any) -> Any:
-    from migration_waves.canary.router import LocalRouter
+    """The workload's router; AWS kinds get their boto3 client from the amazon provider's hook."""
+    from migration_waves.airflow.aws import router_client_for
+    from migration_waves.canary.cloud_router import router_from_spec
 
-    return LocalRouter(str(wl.router.admin))
+    return router_from_spec(wl.router, client=router_client_for(wl.router))
 
 
 class SyntheticCheckOperator(WaveOperator):
@@ -642,6 +657,8 @@ class CanaryStepOperator(WaveOperator):
         from migration_waves.canary.steps import run_step
 
         wl = ctx.spec.workload(str(self.subject))
+        if wl.canary.judge is not None:
+            return self._run_judged(ctx, wl)
         # The sample size each rule needs for its power, shown before any traffic moves.
         plan = plan_samples(config_for(wl.canary))
         self.log.info("%s step %s%%: planned %s samples per side: %s", wl.name, self.step_pct,
@@ -690,6 +707,42 @@ class CanaryStepOperator(WaveOperator):
             "passed": True,
         }
 
+    def _run_judged(self, ctx: WaveRunContext, wl: Any) -> dict[str, Any]:
+        """canary.judge set: per-metric rules; the step holds for more samples while a rule says hold."""
+        from migration_waves.canary.load import load_payloads
+        from migration_waves.canary.steps import run_judged_step
+
+        step = run_judged_step(
+            _router(wl),
+            str(wl.router.admin).rstrip("/") + wl.predict_path,
+            load_payloads(ctx.spec.resolve_path(wl.payloads)),
+            workload=wl.name,
+            step_pct=self.step_pct,
+            n_requests=wl.canary.samples_per_step,
+            concurrency=wl.canary.concurrency,
+            config=wl.canary.judge,
+        )
+        _save_samples(ctx, f"canary-{wl.name}-{self.step_pct:03d}", step.samples)
+        verdict = jsonable(step.verdict)
+        self.log.info("%s step %s%%: %s -> %s after %d look(s); plan %s per side", wl.name, self.step_pct,
+                      verdict["outcome"], verdict["action"], len(step.looks), step.plan.required)  # fmt: skip
+        return {
+            "workload": wl.name,
+            "step_pct": self.step_pct,
+            "judge": "rules",
+            "router_weight": step.router_weight,
+            "requests_routed": step.requests_routed,
+            "pinned": step.pinned,
+            "unattributed": step.unattributed,
+            "sample_plan": jsonable(step.plan),
+            "looks": [jsonable(look) for look in step.looks],
+            "p95_ratio": step.p95_ratio,
+            **{k: verdict.get(k) for k in ("outcome", "action", "baseline", "candidate", "metrics")},
+            "reasons": verdict.get("reasons"),
+            "verdict_passed": verdict.get("outcome") == "pass",
+            "passed": True,  # the gate after the step decides
+        }
+
 
 class CanaryGateOperator(BaseBranchOperator):
     """Branch to the next step when the verdict passes; to this step's rollback otherwise."""
@@ -712,7 +765,11 @@ class CanaryGateOperator(BaseBranchOperator):
         rec = ctx.store.read("canary", f"{self.subject}-step-{self.step_pct:03d}") or {}
         data = rec.get("data", rec)
         outcome = data.get("outcome", "missing")
-        decision = self.on_pass if outcome == "pass" else self.on_fail
+        # Rules judge (canary.judge): its action already applied the inconclusive policy; only
+        # "continue" goes on. Legacy judge: only "pass" goes on.
+        action = data.get("action")
+        go_on = action == "continue" if action is not None else outcome == "pass"
+        decision = self.on_pass if go_on and outcome == "pass" else self.on_fail
         ctx.store.write(
             "canary",
             f"{self.subject}-gate-{self.step_pct:03d}",
@@ -720,6 +777,8 @@ class CanaryGateOperator(BaseBranchOperator):
                 "workload": self.subject,
                 "step_pct": self.step_pct,
                 "outcome": outcome,
+                "action": action,
+                "looks": len(data.get("looks") or []) or None,
                 "decision": "continue" if decision == self.on_pass else "rollback",
                 "decided_at": time.time(),
                 "reasons": data.get("reasons", []),
@@ -864,6 +923,23 @@ class AcceptanceOperator(WaveOperator):
         return result
 
 
+class CostActualOperator(WaveOperator):
+    """After the move (trigger rule ALL_DONE): price the bytes this run moved per flow, beside the
+    forecast, into cost/actual.json. Never gates: no `passed` key, and a problem is recorded, not
+    raised, so the run's outcome is the same with or without this task."""
+
+    stage, action = "cost", "actual"
+
+    def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        from migration_waves.cost.actual import actual_cost
+
+        try:
+            return jsonable(actual_cost(ctx.spec, ctx.store.records(), run_id=ctx.run_id))
+        except Exception as exc:  # evidence of a broken run must not turn it red here
+            self.log.exception("wave %s: moved bytes could not be priced", ctx.spec.wave)
+            return {"wave": ctx.spec.wave, "run_id": ctx.run_id, "error": f"{type(exc).__name__}: {exc}"}
+
+
 class RollbackOperator(WaveOperator):
     """Runs after the body whatever happened: unless the wave was accepted, put traffic back on-prem
     and unfreeze writes. Idempotent; nothing moved means nothing to do."""
@@ -904,11 +980,23 @@ class RollbackOperator(WaveOperator):
             if aborted and not moved
             else "wave not accepted; traffic restored to on-prem"
         )
+        # A rejected (or timed-out) approval before 100%: time to rollback counts from the answer.
+        rejected = {
+            n: (r.get("data") or {}).get("decided_at")
+            for n, r in ctx.store.records().get("canary", {}).items()
+            if n.endswith("-approval-100") and (r.get("data") or {}).get("decision") == "reject"
+        }
+        seconds = None
+        if rejected and all(rejected.values()):
+            seconds = round(time.time() - min(rejected.values()), 3)
+            why = f"approval rejected ({', '.join(sorted(rejected))}); traffic restored to on-prem"
         return {
             "workloads": restored,
             "unfrozen": frozen,
             "rolled_back": True,
             "acceptance_revoked": revoked,
+            "approval_rejected": sorted(rejected) or None,
+            "time_to_rollback_s": seconds,
             "passed": True,
             "reason": why,
         }

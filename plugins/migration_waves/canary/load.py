@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from migration_waves.canary.fasthttp import REQUEST_ERRORS as FAST_ERRORS
+from migration_waves.canary.fasthttp import FastClient
+
 BACKEND_HEADER = "x-backend"
 ROUTE_HEADER = "x-router-target"
 
@@ -56,6 +59,45 @@ def load_payloads(path: str | Path) -> list[dict[str, Any]]:
     return payloads
 
 
+class _Client:
+    """POSTs JSON to one URL: the lean keep-alive client for http://, httpx for anything else."""
+
+    def __init__(self, url: str, timeout_s: float, concurrency: int) -> None:
+        self.url = url
+        self.fast = (
+            FastClient(url, timeout_s=timeout_s, max_connections=concurrency)
+            if url.startswith("http://")
+            else None
+        )
+        self.httpx: httpx.AsyncClient | None = None
+        if self.fast is None:
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            self.httpx = httpx.AsyncClient(timeout=timeout_s, limits=limits)
+
+    async def __aenter__(self) -> _Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.fast is not None:
+            await self.fast.aclose()
+        if self.httpx is not None:
+            await self.httpx.aclose()
+
+    async def post(
+        self, key: Any, body: Any, headers: dict[str, str] | None
+    ) -> tuple[int, str | None, str | None]:
+        """(status, x-backend, x-router-target) of POSTing `body` (JSON); `key` names the body for caching."""
+        if self.fast is not None:
+            r = await self.fast.send(self.fast.request_for(key, body, headers))
+            return r.status_code, r.backend, r.route
+        assert self.httpx is not None
+        resp = await self.httpx.post(self.url, json=body, headers=headers)
+        return resp.status_code, resp.headers.get(BACKEND_HEADER), resp.headers.get(ROUTE_HEADER)
+
+
+REQUEST_ERRORS = (httpx.HTTPError, *FAST_ERRORS)
+
+
 async def run_load_async(
     url: str,
     payloads: list[dict[str, Any]],
@@ -79,28 +121,24 @@ async def run_load_async(
         raise ValueError("no payloads to send; load them with load_payloads()")
     samples: list[Sample | None] = [None] * n_requests
     next_index = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: _Client) -> None:
         nonlocal next_index
         while next_index < n_requests:
             i = next_index
             next_index += 1  # no await in between: the event loop makes this atomic
             extra = request_headers[i] if request_headers is not None else None
             merged = {**(headers or {}), **(extra or {})} or None
+            k = i % len(payloads)
             ts = time.time()
             started = time.perf_counter()
             try:
-                resp = await client.post(url, json=payloads[i % len(payloads)], headers=merged)
-                samples[i] = Sample(
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    status=resp.status_code,
-                    backend=resp.headers.get(BACKEND_HEADER),
-                    route=resp.headers.get(ROUTE_HEADER),
-                    ok=200 <= resp.status_code < 300,
-                    ts=ts,
-                )
-            except httpx.HTTPError as exc:  # never raise mid-run: a failure is a measurement
+                status, backend, route = await client.post(k, payloads[k], merged)
+                samples[i] = Sample.model_construct(
+                    latency_ms=(time.perf_counter() - started) * 1000, status=status, backend=backend,
+                    route=route, ok=200 <= status < 300, ts=ts,
+                )  # fmt: skip
+            except REQUEST_ERRORS as exc:  # never raise mid-run: a failure is a measurement
                 samples[i] = Sample(
                     latency_ms=(time.perf_counter() - started) * 1000,
                     status=0,
@@ -109,7 +147,7 @@ async def run_load_async(
                     error=f"{type(exc).__name__}: {exc}"[:300],
                 )
 
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+    async with _Client(url, timeout_s, concurrency) as client:
         await asyncio.gather(*(worker(client) for _ in range(min(concurrency, max(n_requests, 1)))))
     return [s for s in samples if s is not None]
 
@@ -207,29 +245,24 @@ async def run_open_loop_async(
     lags: list[float] = []
     sem = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def one(client: httpx.AsyncClient, i: int, due: float) -> None:
+    async def one(client: _Client, i: int, due: float) -> None:
         size = sizes[i % len(sizes)]
-        body = batch_body(payloads, i * size, size, batch_key)
+        start_at = (i * size) % len(payloads)
+        body = batch_body(payloads, start_at, size, batch_key)
         async with sem:
             began = loop.time()
             lags.append(began - due)
             ts = time.time()
             try:
-                resp = await client.post(url, json=body, headers=headers)
+                status, backend, route = await client.post((start_at, size), body, headers)
                 samples.append(
-                    Sample(
-                        latency_ms=(loop.time() - due) * 1000,
-                        status=resp.status_code,
-                        backend=resp.headers.get(BACKEND_HEADER),
-                        route=resp.headers.get(ROUTE_HEADER),
-                        ok=200 <= resp.status_code < 300,
-                        ts=ts,
-                        batch=size,
+                    Sample.model_construct(
+                        latency_ms=(loop.time() - due) * 1000, status=status, backend=backend, route=route,
+                        ok=200 <= status < 300, ts=ts, batch=size,
                     )
-                )
-            except httpx.HTTPError as exc:
+                )  # fmt: skip
+            except REQUEST_ERRORS as exc:
                 samples.append(
                     Sample(
                         latency_ms=(loop.time() - due) * 1000, status=0, ok=False, ts=ts, batch=size,
@@ -237,7 +270,7 @@ async def run_open_loop_async(
                     )
                 )  # fmt: skip
 
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+    async with _Client(url, timeout_s, concurrency) as client:
         start = loop.time()
         end = start + duration_s if duration_s is not None else float("inf")
         tasks: set[asyncio.Task[None]] = set()

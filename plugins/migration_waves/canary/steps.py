@@ -9,6 +9,7 @@ proxy path and stay comparable.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -146,3 +147,153 @@ def run_step(
         verdict=verdict,
         samples=samples,
     )
+
+
+# -- steps judged by the per-metric rules (canary.judge) ------------------------------------------
+
+
+class Look(BaseModel):
+    """One look of a judged step: the samples the judge saw and what it said."""
+
+    index: int
+    baseline_count: int
+    candidate_count: int
+    routed: int  # requests routed by weight in this look
+    pinned: dict[str, int]  # requests pinned to a side in this look
+    target_per_side: int  # samples per side this look topped the sides up to
+    outcome: str
+    action: str
+    elapsed_s: float
+    reasons: list[str]
+
+
+class JudgedStepResult(BaseModel):
+    """Evidence of one canary step judged by the rules: every look, the sample plan, the verdict."""
+
+    workload: str
+    step_pct: int
+    router_weight: int
+    requests_routed: int
+    pinned: dict[str, int]  # totals over all looks
+    warmup: int
+    unattributed: int
+    looks: list[Look]
+    plan: Any  # rules.SamplePlan (Any: steps must not import scipy-backed rules at module import)
+    verdict: Any  # rules.JudgeVerdict
+    samples: list[Sample]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdict.passed)
+
+    @property
+    def p95_ratio(self) -> float | None:
+        """The p95 rule's ratio when there is one, else candidate p95 / baseline p95."""
+        for m in self.verdict.metrics:
+            if m.metric == "p95" and m.estimate is not None:
+                return float(m.estimate)
+        b, c = self.verdict.baseline.p95_ms, self.verdict.candidate.p95_ms
+        return c / b if b and c is not None else None
+
+
+def run_judged_step(
+    router: Router,
+    predict_url: str,
+    payloads: list[dict[str, Any]],
+    *,
+    workload: str,
+    step_pct: int,
+    n_requests: int,
+    concurrency: int,
+    config: Any,
+    names: BackendNames | None = None,
+    warmup: int = 10,
+    timeout_s: float = 5.0,
+) -> JudgedStepResult:
+    """Like run_step, judged by the per-metric rules of `config` (a JudgeConfig), holding for more data.
+
+    First look: n_requests routed by weight, each side topped up (pinned) to min_samples; the judge
+    decides. While it says "hold" (a rule is inconclusive and its policy is to hold), the weight stays
+    and another look collects n_requests routed plus top-ups to the plan's sample size (from the
+    baseline's own spread once known), growing by at least min_samples per look, up to max_samples.
+    A look that adds nothing to the smaller side (backends unreachable) ends the holding: inconclusive
+    then rolls back, it never passes.
+    """
+    from migration_waves.canary.rules import judge, plan_samples
+
+    names = names or BackendNames()
+    weight = router.set_candidate_weight(step_pct)
+    if warmup > 0:
+        for side in ("baseline", "candidate"):
+            run_load(
+                predict_url, payloads, n_requests=warmup, concurrency=min(concurrency, warmup),
+                timeout_s=timeout_s, headers={PIN_HEADER: side},
+            )  # fmt: skip
+    samples: list[Sample] = []
+    looks: list[Look] = []
+    pinned_total: dict[str, int] = {}
+    routed_total = 0
+    target = config.min_samples
+    plan = plan_samples(config)
+    smallest_before = -1
+    while True:
+        started = time.perf_counter()
+        samples += run_load(
+            predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s
+        )
+        routed_total += n_requests
+        split = split_by_backend(samples, names)
+        pinned: dict[str, int] = {}
+        for side in ("baseline", "candidate"):
+            missing = target - len(getattr(split, side))
+            if missing > 0:
+                # A separate burst at the step's concurrency, as in run_step.
+                samples += run_load(
+                    predict_url, payloads, n_requests=missing, concurrency=concurrency,
+                    timeout_s=timeout_s, headers={PIN_HEADER: side},
+                )  # fmt: skip
+                pinned[side] = missing
+                pinned_total[side] = pinned_total.get(side, 0) + missing
+        split = split_by_backend(samples, names)
+        if len(split.baseline) >= config.min_samples:
+            plan = plan_samples(config, split.baseline)  # the baseline's measured spread
+        verdict = judge(
+            split.baseline, split.candidate, config, workload=workload, step_pct=step_pct,
+            names=(names.baseline, names.candidate), plan=plan,
+        )  # fmt: skip
+        smallest = min(len(split.baseline), len(split.candidate))
+        looks.append(
+            Look(
+                index=len(looks), baseline_count=len(split.baseline), candidate_count=len(split.candidate),
+                routed=n_requests, pinned=pinned, target_per_side=target, outcome=verdict.outcome,
+                action=verdict.action, elapsed_s=round(time.perf_counter() - started, 3),
+                reasons=verdict.reasons[:3],
+            )
+        )  # fmt: skip
+        if verdict.action != "hold":
+            break
+        if smallest <= smallest_before:
+            verdict = verdict.model_copy(
+                update={
+                    "action": "rollback",
+                    "reasons": [
+                        f"workload {workload}, step {step_pct}%: holding gathered no new samples "
+                        f"({smallest} per side after look {len(looks)}); inconclusive rolls back",
+                        *verdict.reasons,
+                    ],
+                }
+            )
+            break
+        smallest_before = smallest
+        target = min(config.max_samples, max(plan.required, smallest + config.min_samples))
+    if split.unattributed:
+        first = split.unattributed[0]
+        verdict.reasons.append(
+            f"workload {workload}, step {step_pct}%: {len(split.unattributed)} requests reached no backend "
+            f"(first: {first.error or f'HTTP {first.status}'})"
+        )
+    return JudgedStepResult(
+        workload=workload, step_pct=step_pct, router_weight=weight, requests_routed=routed_total,
+        pinned=pinned_total, warmup=warmup, unattributed=len(split.unattributed), looks=looks,
+        plan=plan, verdict=verdict, samples=samples,
+    )  # fmt: skip

@@ -369,9 +369,13 @@ def gpu_section(records: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str,
     images: dict[str, dict[str, Any]] = {}
     for name, env in records.get("gpu", {}).items():
         image, _, kind = name.rpartition("-")
+        if kind == "nvml":  # the raw snapshot behind a conformance record, not a result of its own
+            continue
         if kind not in ("conformance", "benchmark"):
             image, kind = name, "other"
-        images.setdefault(image, {"image": image, "checks": [], "conformance": None, "benchmark": None})
+        images.setdefault(
+            image, {"image": image, "checks": [], "conformance": None, "benchmark": None, "suite": []}
+        )
         entry = images[image]
         data = _data(env)
         if kind == "conformance":
@@ -395,8 +399,38 @@ def gpu_section(records: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str,
                 "ratio": ratio,
                 "bar": ratio_bar_svg(ratio, floor),
                 "reason": first_reason(env),
+                "metric": metric if isinstance(metric := data.get("headline_metric"), str) else None,
             }
+            entry["suite"] = suite_rows(data.get("rows"))
     return list(images.values())
+
+
+def suite_rows(rows: Any) -> list[dict[str, Any]]:
+    """The benchmark suite's rows (gpu/suite.py SuiteRow) as table cells; odd shapes are skipped."""
+    out: list[dict[str, Any]] = []
+    for r in rows if isinstance(rows, list) else []:
+        if not isinstance(r, dict) or not r.get("metric"):
+            continue
+        measured, passed = _f(r.get("measured")), r.get("passed")
+        if measured is None:
+            verdict = "skipped" if passed is True else "failed"
+        else:
+            verdict = {True: "passed", False: "failed"}.get(passed, "recorded")
+        threshold = _f(r.get("threshold"))
+        sign = "≥ " if r.get("higher_is_better", True) else "≤ "
+        out.append(
+            {
+                "metric": str(r["metric"]),
+                "unit": str(r.get("unit") or ""),
+                "measured": measured,
+                "baseline": _f(r.get("baseline")),
+                "line": "" if threshold is None else sign + fmt_num(threshold, 1),
+                "ratio": _f(r.get("ratio")),
+                "status": verdict,
+                "note": str(r.get("note") or ""),
+            }
+        )
+    return out
 
 
 def resilience_section(spec: WaveSpec, records: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -482,6 +516,16 @@ def cost_section(spec: WaveSpec, records: dict[str, dict[str, dict[str, Any]]]) 
     from migration_waves.cost.pricing import PricingError, load_pricing
 
     forecast = _data(records.get("preflight", {}).get("egress"))
+    recorded = _data(records.get("cost", {}).get("actual"))
+    if recorded:
+        # The run's cost task priced the moved bytes per flow (cost/actual.json): show that record.
+        return {
+            "forecast": forecast,
+            "forecast_status": _status(records.get("preflight", {}).get("egress")),
+            "budget_usd": spec.budget.egress_usd,
+            "actual": {"datasets": [], "usd": None, "error": None, **recorded},
+            "flows": recorded.get("flows") or [],
+        }
     names = [ds.name for ds in spec.datasets]
     moved: dict[str, int] = {}
     for name, env in records.get("data", {}).items():

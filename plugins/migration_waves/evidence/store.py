@@ -36,6 +36,7 @@ STAGES: tuple[str, ...] = (
     "cutover",
     "acceptance",
     "rollback",
+    "cost",
     "report",
     "outcome",
 )

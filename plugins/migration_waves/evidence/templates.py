@@ -105,11 +105,18 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 <td>{{ c.severity or '' }}</td><td class="small">{{ c.message or '' }}</td></tr>{% endfor %}
 </table>{% endif %}
 {% if g.benchmark %}
-<p>Benchmark: <strong>{{ g.benchmark.gflops | num(1) }} GFLOP/s</strong> vs baseline {{ g.benchmark.baseline_gflops | num(1) }} GFLOP/s
+<p>Benchmark{% if g.benchmark.metric %} <code>{{ g.benchmark.metric }}</code>{% endif %}: <strong>{{ g.benchmark.gflops | num(1) }} GFLOP/s</strong> vs baseline {{ g.benchmark.baseline_gflops | num(1) }} GFLOP/s
 (ratio {{ g.benchmark.ratio | ratio }}) {{ g.benchmark.bar | safe }}
 <span class="badge {{ g.benchmark.status | replace(' ', '-') }}">{{ g.benchmark.status }}</span>
 {% if g.benchmark.reason %}<span class="small muted">{{ g.benchmark.reason }}</span>{% endif %}</p>
 {% endif %}
+{% if g.suite %}
+<table><tr><th>benchmark</th><th class="num">measured</th><th class="num">baseline</th><th class="num">pass line</th><th class="num">ratio</th><th>result</th><th>note</th></tr>
+{% for r in g.suite %}<tr><td>{{ r.metric }}{% if r.unit %} <span class="muted small">({{ r.unit }})</span>{% endif %}</td>
+<td class="num">{{ r.measured | num(1) }}</td><td class="num">{{ r.baseline | num(1) }}</td><td class="num">{{ r.line }}</td>
+<td class="num">{{ r.ratio | ratio }}</td>
+<td><span class="badge {{ r.status | replace(' ', '-') }}">{{ r.status }}</span></td><td class="small">{{ r.note }}</td></tr>{% endfor %}
+</table>{% endif %}
 {% else %}<p class="muted">No GPU evidence recorded.</p>{% endfor %}
 
 <h2 id="resilience">Resilience</h2>
@@ -145,6 +152,11 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 </div>
 {% for r in cost.forecast.reasons or [] %}<p class="small">{{ r }}</p>{% endfor %}
 {% if cost.actual.error %}<p class="reason">{{ cost.actual.error }}</p>{% endif %}
+{% if cost.flows %}
+<table id="cost-flows"><tr><th>flow (forecast vs actual)</th><th>datasets</th><th class="num">forecast bytes</th><th class="num">forecast</th><th class="num">bytes moved</th><th class="num">actual</th></tr>
+{% for f in cost.flows %}<tr><td>{{ f.flow }}</td><td class="small">{{ f.datasets | join(', ') }}</td><td class="num">{{ f.forecast_bytes | bytes }}</td><td class="num">{{ f.forecast_usd | usd }}</td><td class="num">{{ f.bytes | bytes }}</td><td class="num">{{ f.usd | usd }}</td></tr>{% endfor %}
+</table>
+{% endif %}
 {% if cost.actual.datasets %}
 <table><tr><th>dataset</th><th>flow</th><th>prices</th><th class="num">bytes moved</th><th class="num">cost</th></tr>
 {% for d in cost.actual.datasets %}<tr><td>{{ d.dataset }}</td><td>{{ d.flow }}</td><td class="small">{{ d.price_entries | join(' + ') }}</td><td class="num">{{ d.bytes | bytes }}</td><td class="num">{{ d.usd | usd }}</td></tr>{% endfor %}

@@ -45,6 +45,7 @@ def evaluate_acceptance(spec: WaveSpec, records: dict[str, dict[str, Any]]) -> d
         step = _data(records.get("canary", {}).get(f"{wl.name}-step-{last:03d}"))
         cand = step.get("candidate") or {}
         p95 = cand.get("p95_ms", cand.get("p95"))
+        p95 = round(p95, 1) if isinstance(p95, float) else p95
         err = cand.get("error_rate")
         check(
             f"p95:{wl.name}",
@@ -64,12 +65,13 @@ def evaluate_acceptance(spec: WaveSpec, records: dict[str, dict[str, Any]]) -> d
     for wl in spec.training_workloads:
         drill = _data(records.get("resilience", {}).get(f"{wl.name}-drill"))
         ttr = drill.get("time_to_recover_s")
+        ttr = round(ttr, 2) if isinstance(ttr, float) else ttr
         check(
             f"rto:{wl.name}",
-            rto_s,
-            ttr,
+            f"{spec.targets.rto_minutes:g} min",
+            f"{ttr} s" if ttr is not None else None,
             drill.get("passed") is True and ttr is not None and ttr <= rto_s,
-            f"workload {wl.name}: recovered in {ttr} s vs RTO {rto_s:.0f} s",
+            f"workload {wl.name}: recovered in {ttr} s vs RTO {spec.targets.rto_minutes:g} min",
         )
     for image in spec.golden_image_names:
         conf = _data(records.get("gpu", {}).get(f"{image}-conformance"))

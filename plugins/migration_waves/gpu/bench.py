@@ -79,7 +79,11 @@ def run_benchmark(image: GoldenImage, *, snapshot: NvmlSnapshot | None = None) -
             # wrong thing, so measure float32 and say so.
             used_dtype = "float32"
             notes.append(f"{bench.dtype} is not a fast numpy dtype on CPU; measured float32 instead")
-        timings, err = _numpy_matmul(bench.matmul_size, used_dtype, bench.repeats)
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: see gpu/suite.py (stable per-core figure on shared runners).
+        with threadpool_limits(limits=1, user_api="blas"):
+            timings, err = _numpy_matmul(bench.matmul_size, used_dtype, bench.repeats)
         device, backend = "cpu", "numpy"
 
     median = statistics.median(timings)

@@ -29,7 +29,11 @@ def register(subparsers: Any) -> None:
         "--grace 30 -- python -m migration_waves.demo.trainer --steps 60 --checkpoint-every 5 "
         "--checkpoint-dir {checkpoint_dir}",
     )
-    intr.add_argument("--checkpoint-dir", required=True, help="local folder or file:// URL for checkpoints")
+    intr.add_argument(
+        "--checkpoint-dir",
+        required=True,
+        help="local folder or file:// URL for checkpoints (s3://, gs://... are refused: exit 2)",
+    )
     intr.add_argument("--workload", default="workload", help="name used in the evidence")
     intr.add_argument("--signal", choices=("KILL", "TERM"), default="KILL")
     intr.add_argument("--grace", type=float, default=0.0, help="TERM: seconds before SIGKILL")
@@ -57,13 +61,32 @@ def register(subparsers: Any) -> None:
 
 
 def local_dir(url: str) -> Path:
-    """A local folder from a path or file:// URL; other schemes are refused (the drill scans the folder)."""
-    if url.startswith("file://"):
-        return Path(url.removeprefix("file://"))
+    """A local folder from a plain path or a file:// URL (``file:///abs``, ``file://localhost/abs``).
+
+    Any other scheme (s3://, gs://, az://, hdfs://, ...) is refused with a ValueError (exit 2), not
+    silently treated as a path: the drill must see every checkpoint the moment it is written
+    (``manifest.json`` rename) to time detection and to pick the newest valid one, which object
+    storage listings do not guarantee. A job that keeps its checkpoints in object storage runs the
+    drill on its local staging folder and syncs to the bucket itself.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    if url.startswith("file:"):
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(
+                f"--checkpoint-dir {url}: file:// URL names host {parts.netloc!r}; the drill runs "
+                "here, so give file:///absolute/path (or file://localhost/absolute/path)"
+            )
+        if not parts.path:
+            raise ValueError(f"--checkpoint-dir {url}: file:// URL has no path; give file:///absolute/path")
+        return Path(unquote(parts.path))
     if "://" in url:
+        scheme = url.split("://", 1)[0]
         raise ValueError(
-            f"--checkpoint-dir {url}: the interruption drill watches a local folder; "
-            "give a path or file:// URL (the job may sync it to object storage itself)"
+            f"--checkpoint-dir {url}: {scheme}:// is not supported; the interruption drill watches a "
+            "local folder as the job writes it: give a path or file:// URL (a job that keeps "
+            "checkpoints in object storage stages them locally and syncs them itself)"
         )
     return Path(url)
 

@@ -118,6 +118,9 @@ class Dataset(StrictModel):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.BLAKE3
+    links: Literal["skip", "follow"] = Field(
+        default="skip", description="local source symlinks: skip them, or follow them (loops are skipped)"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("source", "target")
@@ -139,8 +142,37 @@ class Dataset(StrictModel):
 
 
 class RouterSpec(StrictModel):
-    kind: Literal["local"] = "local"
-    admin: AnyHttpUrl
+    """Who splits a workload's traffic: the demo router, an ALB listener, or Route 53 weighted records."""
+
+    kind: Literal["local", "aws_alb", "route53"] = "local"
+    admin: AnyHttpUrl = Field(
+        description="local: the demo router (admin API and proxy); aws_alb/route53: the URL clients send "
+        "traffic to (the ALB's DNS name or the weighted record's name); the canary drives load through it"
+    )
+    region: str | None = None
+    conn_id: str | None = Field(default=None, description="Airflow AWS connection for the router's API")
+    endpoint_url: str | None = Field(default=None, description="AWS API endpoint override (tests)")
+    listener_arn: str | None = Field(default=None, description="aws_alb: listener whose default rule splits")
+    baseline_target_group_arn: str | None = None
+    candidate_target_group_arn: str | None = None
+    hosted_zone_id: str | None = Field(default=None, description="route53: the zone of the weighted records")
+    record_name: str | None = None
+    record_type: str = "CNAME"
+    baseline_set_identifier: str | None = None
+    candidate_set_identifier: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> RouterSpec:
+        needed = {
+            "local": (),
+            "aws_alb": ("listener_arn", "baseline_target_group_arn", "candidate_target_group_arn"),
+            "route53": ("hosted_zone_id", "record_name", "baseline_set_identifier",
+                        "candidate_set_identifier"),
+        }[self.kind]  # fmt: skip
+        missing = [f for f in needed if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"router kind {self.kind} needs {', '.join(missing)}")
+        return self
 
 
 class CanarySpec(StrictModel):
@@ -193,6 +225,9 @@ class InferenceWorkload(StrictModel):
     health_path: str = "/health"
     payloads: str = Field(description="JSONL request payloads, relative to the spec file")
     canary: CanarySpec = Field(default_factory=CanarySpec)
+    instance: str | None = Field(
+        default=None, description="instance type in the pricing file it runs on at the target (showback)"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -214,6 +249,9 @@ class TrainingWorkload(StrictModel):
     )
     checkpoint: str = Field(description="site:path where the job's checkpoints live")
     drill: DrillSpec = Field(default_factory=DrillSpec)
+    instance: str | None = Field(
+        default=None, description="instance type in the pricing file it runs on at the target (showback)"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("checkpoint")

@@ -15,6 +15,8 @@ from typing import Any
 
 ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")  # = manifest.ALGORITHMS, without importing it
 
+LINK_POLICIES = ("skip", "follow")  # = manifest.LINK_POLICIES, without importing it
+
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
@@ -41,6 +43,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary (the plan too on --dry-run)")
     p.add_argument("--manifest-out", metavar="URL", help="write the target manifest (Parquet) there")
+    p.add_argument(
+        "--links",
+        choices=LINK_POLICIES,
+        default="skip",
+        help="local symlinks: skip them (default) or follow them (loops are detected and skipped)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -126,6 +134,7 @@ def _transfer(args: argparse.Namespace) -> int:
             state=args.state,
             manifest_out=args.manifest_out,
             bwlimit=args.bwlimit,
+            links=args.links,
         )
     except TransferError as exc:
         return _refused(exc, args.json)
@@ -145,6 +154,7 @@ def _verify(args: argparse.Namespace) -> int:
             include=args.include,
             exclude=args.exclude,
             manifest_out=args.manifest_out,
+            links=args.links,
         )
     except TransferError as exc:
         return _refused(exc, args.json)

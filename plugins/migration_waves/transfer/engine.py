@@ -28,6 +28,7 @@ from migration_waves.transfer.errors import (
 )
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
+    LinkPolicy,
     Listing,
     Manifest,
     ManifestEntry,
@@ -106,6 +107,9 @@ class TransferResult(BaseModel):
     files_deleted: int = 0
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
+    links_skipped: list[str] = Field(
+        default_factory=list, description="source symlinks left out, with why (policy, loop, broken)"
+    )
     target_manifest: Manifest | None = None
     duration_s: float = 0.0
     passed: bool
@@ -300,9 +304,11 @@ def copy_tree(
     exclude: Sequence[str] = (),
     max_delete_pct: float | None = None,
     on_copied: Callable[[ManifestEntry], None] | None = None,
+    on_plan: Callable[[TransferPlan], None] | None = None,
     throttle: Callable[[int], None] | None = None,
     check_names: bool = True,
     recopy: Iterable[str] = (),
+    links: LinkPolicy = "skip",
 ) -> TransferResult:
     """Copy a tree from one fsspec filesystem to another: plan, then copy, then delete.
 
@@ -313,7 +319,9 @@ def copy_tree(
     `max_delete_pct`, more than that percentage of the target's files, whichever is lower), and
     PathCollision when source paths cannot be held apart at the target (`check_names`); all before
     anything moves. `on_copied` is called with each file's entry right after it is placed (the
-    resume journal), `throttle(nbytes)` before each chunk is written (bandwidth limit).
+    resume journal), `on_plan(plan)` once the plan stands, before anything moves (progress),
+    `throttle(nbytes)` before each chunk is written (bandwidth limit). `links`:
+    local source symlinks are skipped or followed (loops detected and skipped; see list_files).
     Per-file failures do not raise: they are in `errors` / `unstable` and `passed` is False.
     """
     started = time.perf_counter()
@@ -323,7 +331,8 @@ def copy_tree(
 
     if not src_fs.exists(src_base):
         raise SourceNotFound(dataset, src_url, "does not exist")
-    src_listing = list_files(src_fs, src_base, include, exclude)
+    links_skipped: list[str] = []
+    src_listing = list_files(src_fs, src_base, include, exclude, links=links, skipped=links_skipped)
     if not src_listing:
         detail = "holds no files"
         if include or exclude:
@@ -335,7 +344,7 @@ def copy_tree(
         collisions = find_collisions((rel for rel, _, _ in src_listing), capabilities(dst_fs, dst_base))
         if collisions:
             raise PathCollision(dataset, dst_url, collisions)
-    dst_listing = list_files(dst_fs, dst_base, include, exclude)
+    dst_listing = list_files(dst_fs, dst_base, include, exclude, links=links)
     if max_delete_pct is not None:
         max_delete = min(max_delete, math.floor(len(dst_listing) * max_delete_pct / 100))
     plan = plan_transfer(
@@ -355,8 +364,15 @@ def copy_tree(
         target=dst_url,
         plan=plan.items,
         extra_kept=plan.extra_kept,
+        links_skipped=links_skipped,
         passed=True,
     )
+    if links_skipped:
+        result.reasons.append(
+            f"dataset {dataset}: {len(links_skipped)} symlinks not copied (links={links}): "
+            f"{_some(links_skipped)}"
+            + ("; use links: follow to copy what they point to" if links == "skip" else "")
+        )
     counts = plan.counts()
     if dry_run:
         result.reasons.append(
@@ -368,6 +384,8 @@ def copy_tree(
         return result
 
     copies = plan.of("copy")
+    if on_plan is not None:
+        on_plan(plan)
     copied: list[ManifestEntry] = []
 
     def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None]:
@@ -478,6 +496,7 @@ def verify_tree(
     workers: int = 4,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    links: LinkPolicy = "skip",
 ) -> VerifyResult:
     """Read the target back and compare it with `expected`: missing, extra, size and digest mismatches.
 
@@ -487,7 +506,9 @@ def verify_tree(
     base = strip_root(dst_fs, dst_root)
     url = dst_fs.unstrip_protocol(base)
     want = expected.by_path()
-    listing = {rel: (size, mtime) for rel, size, mtime in list_files(dst_fs, base, include, exclude)}
+    listing = {
+        rel: (size, mtime) for rel, size, mtime in list_files(dst_fs, base, include, exclude, links=links)
+    }
     present = {rel: size for rel, (size, _) in listing.items()}
     result = VerifyResult(dataset=dataset, target=url, algorithm=expected.algorithm, passed=False)
     result.missing = sorted(set(want) - set(present))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import posixpath
+import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +31,8 @@ ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<uuid>
 
 Listing = list[tuple[str, int, float]]
+LinkPolicy = Literal["skip", "follow"]
+LINK_POLICIES: tuple[str, ...] = ("skip", "follow")
 
 
 class Hasher(Protocol):
@@ -213,18 +217,82 @@ def _selected(relpath: str, include: Sequence[str], exclude: Sequence[str]) -> b
     return not any(fnmatch.fnmatchcase(relpath, pat) for pat in exclude)
 
 
+def _walk_local(base: str, links: LinkPolicy, skipped: list[str] | None) -> list[tuple[str, int, float]]:
+    """(relative path, size, mtime) of the regular files under a local folder, per the link policy.
+
+    fsspec's local find follows directory symlinks without loop checks (a link to an ancestor
+    nests until the kernel's ELOOP, two such links grow the walk exponentially); this walk knows
+    the (device, inode) of every folder on the way down, so a link back to one of them is a loop,
+    is skipped, and the walk always ends. A link to a folder elsewhere is followed (rsync -L).
+    """
+    root_stat = os.stat(base)
+    out: list[tuple[str, int, float]] = []
+    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
+        (base, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+    ]
+    while stack:
+        folder, prefix, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                link = entry.is_symlink()
+                if link and links == "skip":
+                    if skipped is not None:
+                        skipped.append(f"{rel} (symlink)")
+                    continue
+                st = entry.stat(follow_symlinks=link)  # a followed link: what it points to
+            except OSError:  # dangling link, or one the kernel refuses to resolve (ELOOP)
+                if skipped is not None:
+                    skipped.append(f"{rel} (broken symlink)")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    if skipped is not None:
+                        skipped.append(f"{rel} (symlink loop)")
+                    continue
+                stack.append((entry.path, rel + "/", ancestors | {key}))
+            elif stat.S_ISREG(st.st_mode):
+                out.append((rel, int(st.st_size), float(st.st_mtime)))
+    return out
+
+
 def list_files(
     fs: AbstractFileSystem,
     root: str,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    links: LinkPolicy = "skip",
+    skipped: list[str] | None = None,
 ) -> Listing:
     """Files under `root` as (relative posix path, size, mtime), sorted by path.
 
     Directory markers (zero-byte keys ending in "/", "directory" entries) and our own temp files
     are ignored; include/exclude are fnmatch patterns on the relative path. A missing root gives [].
+    On local disk symlinks are skipped (`links="skip"`) or followed (`"follow"`, with loop
+    detection); what was left out is appended to `skipped` ("path (why)"). Object stores have none.
     """
+    if links not in LINK_POLICIES:
+        raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
+    if _is_local(fs):
+        if os.path.isfile(base):
+            raise TransferError(
+                f"{root} is a file, not a folder; point the dataset at the folder that holds it"
+            )
+        if not os.path.isdir(base):
+            return []
+        rows = [
+            (rel, size, mtime)
+            for rel, size, mtime in _walk_local(base, links, skipped)
+            if not is_temp_name(rel) and _selected(rel, include, exclude)
+        ]
+        rows.sort(key=lambda row: row[0])
+        return rows
     try:
         found = fs.find(base, detail=True, withdirs=False)
     except FileNotFoundError:
@@ -247,6 +315,12 @@ def list_files(
         out.append((rel, int(info.get("size") or 0), info_mtime(info)))
     out.sort(key=lambda row: row[0])
     return out
+
+
+def _is_local(fs: AbstractFileSystem) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
 
 
 def hash_file(fs: AbstractFileSystem, path: str, algorithm: str) -> tuple[str, int]:
@@ -287,9 +361,10 @@ def build_manifest(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     workers: int = 4,
+    links: LinkPolicy = "skip",
 ) -> Manifest:
     """List `root` and hash every file's contents into a Manifest (entries sorted by path)."""
     hasher(algorithm)  # fail fast on an unknown algorithm, before any I/O
-    listing = list_files(fs, root, include, exclude)
+    listing = list_files(fs, root, include, exclude, links=links)
     entries = hash_listing(fs, root, listing, algorithm, workers)
     return Manifest(root=fs.unstrip_protocol(strip_root(fs, root)), algorithm=algorithm, entries=entries)

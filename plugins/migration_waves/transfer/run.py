@@ -18,7 +18,14 @@ from pydantic import BaseModel, Field
 
 from migration_waves.transfer.engine import FileError, PlanItem, copy_tree, human_bytes, verify_tree
 from migration_waves.transfer.errors import TransferError
-from migration_waves.transfer.manifest import Manifest, build_manifest, hash_file, join, strip_root
+from migration_waves.transfer.manifest import (
+    LinkPolicy,
+    Manifest,
+    build_manifest,
+    hash_file,
+    join,
+    strip_root,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from fsspec import AbstractFileSystem
@@ -170,6 +177,7 @@ def run_transfer(
     state: str | None = None,
     manifest_out: str | None = None,
     bwlimit: str | None = None,
+    links: LinkPolicy = "skip",
 ) -> RunSummary:
     """Copy (never deletes) or sync (deletes target-only files when `delete`) `source` to `target`.
 
@@ -208,6 +216,7 @@ def run_transfer(
         exclude=exclude,
         on_copied=None if dry_run else journal.record,
         throttle=throttle,
+        links=links,
     )
     summary = RunSummary(
         mode=mode,
@@ -283,13 +292,14 @@ def run_verify(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     manifest_out: str | None = None,
+    links: LinkPolicy = "skip",
 ) -> RunSummary:
     """Hash both trees (source read, target read back) and compare them path by path."""
     started = time.perf_counter()
     src_fs, src_base = open_url(source)
     dst_fs, dst_base = open_url(target)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
-    expected = build_manifest(src_fs, src_base, algorithm, include, exclude, workers=transfers)
+    expected = build_manifest(src_fs, src_base, algorithm, include, exclude, workers=transfers, links=links)
     check = verify_tree(
         dst_fs,
         dst_base,
@@ -298,6 +308,7 @@ def run_verify(
         workers=transfers,
         include=include,
         exclude=exclude,
+        links=links,
     )
     summary = RunSummary(
         mode="verify",
