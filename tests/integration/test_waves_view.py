@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 import pytest
-from waves_view_support import NEW_RUN, OLD_RUN, STEPS, seed_pilot, write_specs
+from waves_view_support import NEW_RUN, OLD_RUN, PROJECT_ROOT, STEPS, seed_pilot, write_specs
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +213,37 @@ def test_evidence_pack_files_are_served_and_nothing_else(view: dict[str, Any]) -
         == 404
     )
     assert json.loads((view["new_dir"] / "evidence.json").read_text())["run_id"] == NEW_RUN
+
+
+def test_page_shows_the_latest_plan_heatmap_and_serves_only_its_two_files(view: dict[str, Any]) -> None:
+    from migration_waves.planning.output import write_plan
+
+    latest = Path(view["root"]) / "planning" / "latest"  # where the wave_planner DAG copies its newest plan
+    plan = write_plan(PROJECT_ROOT / "include" / "inventory" / "workloads.yaml", latest, max_per_wave=3)
+    client, token = view["client"], login(view, "viewer")
+    client.cookies.set("_token", token)
+    try:
+        html = client.get(f"{PREFIX}/", headers={"Accept": "text/html"}).text
+    finally:
+        client.cookies.clear()
+    base = "runs/pilot/plan/files/planning/latest"
+    assert 'data-testid="wave-plan"' in html and f'<img src="{base}/heatmap.png"' in html
+    assert f'href="{base}/heatmap.html">interactive heatmap</a>' in html
+    assert f"{len(plan['waves'])} wave(s) proposed" in html
+    headers = bearer(token)
+    r = client.get(f"{PREFIX}/{base}/heatmap.png", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == (latest / "heatmap.png").read_bytes()
+    r = client.get(f"{PREFIX}/{base}/heatmap.html", headers=headers)
+    assert (
+        r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8" and "<svg" in r.text
+    )
+    # Nothing else of the plan, and the heatmap only through the plan token, not a run folder.
+    for path in (
+        f"{base}/plan.json",
+        f"{base}/waves/pilot.yaml",
+        f"runs/pilot/{view['new_folder']}/files/planning/latest/heatmap.png",
+        "runs/pilot/plan/files/planning/..%2F..%2Faccepted.json",
+        "runs/pilot/plan/files/planning/latest/..%2F..%2Fplanning/latest/heatmap.png",
+    ):
+        assert client.get(f"{PREFIX}/{path}", headers=headers).status_code == 404, path

@@ -38,6 +38,16 @@ from migration_waves.spec.models import WaveSpec
 #: Files of a run folder the view may serve: the pack and the Great Expectations Data Docs.
 SERVABLE_FILES = ("report.html", "evidence.json", "runbook.md")
 SERVABLE_DIRS = ("data-docs",)
+#: The latest wave plan (written by the wave_planner DAG under <state root>/planning/latest/): only
+#: these two files are served, through the file route with the run folder token PLAN_FOLDER.
+PLANNING_DIR = "planning"
+PLANNING_LATEST = "latest"
+PLAN_FOLDER = "plan"
+PLANNING_FILES = (
+    f"{PLANNING_DIR}/{PLANNING_LATEST}/heatmap.png",
+    f"{PLANNING_DIR}/{PLANNING_LATEST}/heatmap.html",
+)
+_PROJECT_ROOT = Path(__file__).absolute().parents[3]
 _RUN_FOLDER = re.compile(r"^[A-Za-z0-9._-]{1,250}$")
 _RUN_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}[_:]\d{2}[_:]\d{2})")
 
@@ -128,6 +138,18 @@ class WaveView(BaseModel):
     error: str | None = None
 
 
+class PlanView(BaseModel):
+    """The newest wave plan (planning/latest/) as the view shows it."""
+
+    wave: str = Field(description="the wave whose file route serves the heatmap (its state root holds it)")
+    run_id: str = ""
+    generated_at: str = ""
+    waves: dict[str, list[str]] = Field(default_factory=dict, description="proposed wave -> workloads")
+    warnings: list[str] = Field(default_factory=list)
+    heatmap_png: str | None = Field(default=None, description="run-relative path for the file route")
+    heatmap_html: str | None = None
+
+
 def load_specs(specs_dir: str | Path) -> list[WaveSpec]:
     """Every wave spec in the folder, in wave order (bad specs are left to `migration-waves lint`)."""
     from migration_waves.spec.loader import SpecError, load_wave, spec_files
@@ -144,6 +166,53 @@ def load_specs(specs_dir: str | Path) -> list[WaveSpec]:
 def state_root_of(spec: WaveSpec, override: str | None = None) -> str:
     """The spec's state root, or the override (MIGRATION_WAVES_STATE_ROOT) the tasks also honour."""
     return spec.state_root(override or os.environ.get("MIGRATION_WAVES_STATE_ROOT"))
+
+
+def planning_state_root(specs: list[WaveSpec], override: str | None = None) -> str:
+    """Where plans go: MIGRATION_WAVES_STATE_ROOT, else the first wave's state root, else .demo/state.
+
+    The wave_planner DAG writes with it and the view reads with it, so both find the same folder.
+    """
+    override = override or os.environ.get("MIGRATION_WAVES_STATE_ROOT")
+    if override:
+        return override.rstrip("/")
+    for spec in sorted(specs, key=lambda s: (s.order, s.wave))[:1]:
+        try:
+            return spec.state_root()
+        except ValueError:  # no state root in the first spec: its own runs fail; plans use the default
+            break
+    return str(_PROJECT_ROOT / ".demo" / "state")
+
+
+def latest_plan(
+    specs: list[WaveSpec], *, state_root: str | None = None, fs: fsspec.AbstractFileSystem | None = None
+) -> PlanView | None:
+    """The newest plan under the state root of the first of `specs`, or None when there is none."""
+    if not specs:
+        return None
+    first = min(specs, key=lambda s: (s.order, s.wave))
+    try:
+        fs_, base = _resolve(planning_state_root([first], state_root), fs)
+        folder = f"{base}/{PLANNING_DIR}/{PLANNING_LATEST}"
+        summary = _read_json(fs_, f"{folder}/plan.json") or {}
+        present = {name for name in PLANNING_FILES if fs_.isfile(f"{base}/{name}")}
+    except (ValueError, OSError):
+        return None
+    if not present and not summary:
+        return None
+    waves = summary.get("waves") if isinstance(summary.get("waves"), list) else []
+    png, html = PLANNING_FILES
+    return PlanView(
+        wave=first.wave,
+        run_id=str(summary.get("run_id") or ""),
+        generated_at=str(summary.get("generated_at") or ""),
+        waves={
+            str(w.get("name")): [str(x) for x in w.get("workloads", [])] for w in waves if isinstance(w, dict)
+        },
+        warnings=[str(w) for w in summary.get("warnings") or []][:20],
+        heatmap_png=png if png in present else None,
+        heatmap_html=html if html in present else None,
+    )
 
 
 def check_run_folder(folder: str) -> str:
@@ -450,6 +519,17 @@ def read_run_file(
     parts = [p for p in relpath.split("/") if p]
     if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
         raise FileNotFoundError(f"{relpath!r} is not a file of the evidence pack")
+    if "/".join(parts) in PLANNING_FILES:
+        # The latest plan's heatmap, from the wave's state root; only with the PLAN_FOLDER token.
+        if folder != PLAN_FOLDER:
+            raise FileNotFoundError(
+                f"{relpath!r} is served only as runs/<wave>/{PLAN_FOLDER}/files/{relpath}"
+            )
+        fs, base = _resolve(state_root_of(spec, state_root), None)
+        raw = _read_bytes(fs, f"{base}/{'/'.join(parts)}")
+        if raw is None:
+            raise FileNotFoundError(f"no wave plan yet: trigger the wave_planner DAG ({relpath} is missing)")
+        return raw, parts[-1]
     if not ((len(parts) == 1 and parts[0] in SERVABLE_FILES) or parts[0] in SERVABLE_DIRS):
         raise FileNotFoundError(
             f"{relpath!r} is not served; only {', '.join(SERVABLE_FILES)} and Data Docs under data-docs/"

@@ -122,13 +122,15 @@ def create_app() -> FastAPI:
     def page(user: UserDep) -> HTMLResponse:
         from migration_waves.airflow.dag_factory import dag_id_for
         from migration_waves.airflow.ui.page import render_dashboard
-        from migration_waves.evidence.dashboard import dashboard
+        from migration_waves.evidence.dashboard import dashboard, latest_plan
 
-        waves = dashboard(visible_specs(user))
+        specs = visible_specs(user)
+        waves = dashboard(specs)
         html = render_dashboard(
             waves,
             user=user.get_name(),
             dag_ids={w.wave: dag_id_for(w.wave) for w in waves},
+            plan=latest_plan(specs),
         )
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from migration_waves.evidence.dashboard import WaveView
+    from migration_waves.evidence.dashboard import PlanView, WaveView
 
 PAGE = r"""<!DOCTYPE html>
 <html lang="en">
@@ -54,6 +54,17 @@ PAGE = r"""<!DOCTYPE html>
 <body>
 <h1>Migration waves</h1>
 <div class="sub">{{ waves | length }} wave(s) in order · read-only · signed in as {{ user }} · {{ now }}</div>
+{% if plan %}
+<section class="wave" id="wave-plan" data-testid="wave-plan">
+  <header><h2>Latest wave plan</h2><span class="muted">run {{ plan.run_id or '–' }} · {{ plan.generated_at }} · {{ plan.waves | length }} wave(s) proposed</span></header>
+  <div class="body">
+    {% for warning in plan.warnings %}<div class="reason">{{ warning }}</div>{% endfor %}
+    {% if plan.heatmap_png %}<img src="runs/{{ plan.wave }}/{{ plan_folder }}/files/{{ plan.heatmap_png }}" alt="workload-selection heatmap of the latest plan" style="max-width:100%">{% endif %}
+    <div class="links">{% if plan.heatmap_html %}<a href="runs/{{ plan.wave }}/{{ plan_folder }}/files/{{ plan.heatmap_html }}">interactive heatmap</a>{% endif %}
+      {% for name, wls in plan.waves.items() %}<span class="muted">{{ name }}: {{ wls | join(', ') }}</span> {% endfor %}</div>
+  </div>
+</section>
+{% endif %}
 {% if not waves %}<div class="empty">No wave specs you may read were found.</div>{% endif %}
 {% for w in waves %}
 <section class="wave" id="wave-{{ w.wave }}" data-wave="{{ w.wave }}" data-status="{{ w.status }}">
@@ -145,9 +156,13 @@ def _bytes(value: Any) -> str:
     return fmt_bytes(value)
 
 
-def render_dashboard(waves: list[WaveView], *, user: str, dag_ids: dict[str, str]) -> str:
-    """The dashboard page."""
+def render_dashboard(
+    waves: list[WaveView], *, user: str, dag_ids: dict[str, str], plan: PlanView | None = None
+) -> str:
+    """The dashboard page; `plan` (the latest wave plan) adds its heatmap on top."""
     from jinja2 import Environment
+
+    from migration_waves.evidence.dashboard import PLAN_FOLDER
 
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(ms=_ms, pct=_pct, usd=_usd, nbytes=_bytes)
@@ -155,5 +170,7 @@ def render_dashboard(waves: list[WaveView], *, user: str, dag_ids: dict[str, str
         waves=waves,
         user=user,
         dag_ids=dag_ids,
+        plan=plan,
+        plan_folder=PLAN_FOLDER,
         now=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
