@@ -20,7 +20,7 @@ def s3_client_for(site_name: str, site: Site) -> Any:
 
 def router_client_for(router: Any) -> Any:
     """boto3 client of an aws_alb or route53 router from AwsBaseHook(conn_id); None: plain boto3."""
-    if router.kind == "local" or not router.conn_id:
+    if router.kind not in ("aws_alb", "route53") or not router.conn_id:
         return None
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 

@@ -596,11 +596,15 @@ class InterruptionDrillOperator(WaveOperator):
 
 
 def _router(wl: Any) -> Any:
-    """The workload's router; AWS kinds get their boto3 client from the amazon provider's hook."""
+    """The workload's router; AWS kinds get their boto3 client from the amazon provider's hook, a GCP
+    URL map its credentials from the google provider's (GoogleBaseHook) when the spec names a conn_id."""
     from migration_waves.airflow.aws import router_client_for
+    from migration_waves.airflow.gcp import router_credentials_for
     from migration_waves.canary.cloud_router import router_from_spec
 
-    return router_from_spec(wl.router, client=router_client_for(wl.router))
+    return router_from_spec(
+        wl.router, client=router_client_for(wl.router), credentials=router_credentials_for(wl.router)
+    )
 
 
 class SyntheticCheckOperator(WaveOperator):
@@ -651,6 +655,24 @@ class CanaryStepOperator(WaveOperator):
         return f"{self.subject}-step-{self.step_pct:03d}"
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        """Measure the step; a router error mid-step records outcome "error" and the gate aborts."""
+        from migration_waves.airflow.router_state import router_error_step, watched_router
+        from migration_waves.canary.router import RouterError
+
+        wl = ctx.spec.workload(str(self.subject))
+        self._watched = watched_router(ctx, wl.name, _router(wl))
+        try:
+            rec = self._measure(ctx)
+            # The router must still hold the step's weight after the load: one that died or was
+            # moved mid-step leaves a measurement of an unknown split.
+            now = self._watched.get_candidate_weight()
+            if now != self.step_pct:
+                raise RouterError(f"{self._watched!r} moved to candidate {now}% during the step")
+        except RouterError as exc:
+            return router_error_step(wl.name, self.step_pct, exc, self._watched)
+        return rec
+
+    def _measure(self, ctx: WaveRunContext) -> dict[str, Any]:
         from migration_waves.canary.judge import GatePolicy
         from migration_waves.canary.load import load_payloads
         from migration_waves.canary.rules import config_for, plan_samples
@@ -670,7 +692,7 @@ class CanaryStepOperator(WaveOperator):
             p95_min_delta_ms=wl.canary.p95_min_delta_ms,
         )
         step = run_step(
-            _router(wl),
+            self._watched,
             str(wl.router.admin).rstrip("/") + wl.predict_path,
             load_payloads(ctx.spec.resolve_path(wl.payloads)),
             workload=wl.name,
@@ -713,7 +735,7 @@ class CanaryStepOperator(WaveOperator):
         from migration_waves.canary.steps import run_judged_step
 
         step = run_judged_step(
-            _router(wl),
+            self._watched,
             str(wl.router.admin).rstrip("/") + wl.predict_path,
             load_payloads(ctx.spec.resolve_path(wl.payloads)),
             workload=wl.name,
@@ -802,14 +824,24 @@ class CanaryAbortOperator(WaveOperator):
         return f"{self.subject}-abort-{self.step_pct:03d}"
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
-        from migration_waves.canary.router import restore_baseline
+        from migration_waves.airflow.router_state import attempt_label, fail_retryable, watched_router
+        from migration_waves.canary.router import RouterError, restore_baseline
 
         wl = ctx.spec.workload(str(self.subject))
         gate = (ctx.store.read("canary", f"{wl.name}-gate-{self.step_pct:03d}") or {}).get("data", {})
-        restored = jsonable(restore_baseline(_router(wl)))
+        why = "; ".join(gate.get("reasons") or []) or f"verdict {gate.get('outcome')}"
+        router = watched_router(ctx, wl.name, _router(wl))
+        try:
+            restored = jsonable(restore_baseline(router))
+        except RouterError as exc:  # retried by Airflow; the record states the split it left
+            fail_retryable(ctx, self.stage, self.evidence_name, {
+                "workload": wl.name, "step_pct": self.step_pct, "rolled_back": False, "passed": False,
+                "reasons": [f"workload {wl.name}: canary gate at {self.step_pct}% failed ({why}); "
+                            f"rollback to on-prem failed ({attempt_label(ctx)}): {exc}; "
+                            f"{router.split_statement()}"],
+            })  # fmt: skip
         decided = gate.get("decided_at")
         seconds = round(time.time() - decided, 3) if decided else None
-        why = "; ".join(gate.get("reasons") or []) or f"verdict {gate.get('outcome')}"
         return {
             "workload": wl.name,
             "step_pct": self.step_pct,
@@ -947,6 +979,7 @@ class RollbackOperator(WaveOperator):
     stage, action, skip_on_dry_run = "rollback", "restore", False
 
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
+        from migration_waves.airflow.router_state import attempt_label, fail_retryable, watched_router
         from migration_waves.canary.router import restore_baseline
         from migration_waves.evidence.store import clear_marker, is_accepted, is_frozen, unfreeze_writes
 
@@ -955,18 +988,26 @@ class RollbackOperator(WaveOperator):
             raise AirflowSkipException("wave accepted in this run; nothing to roll back")
         restored, errors = [], []
         for wl in ctx.spec.inference_workloads:
+            router = None
             try:
-                rec = jsonable(restore_baseline(_router(wl)))
+                router = watched_router(ctx, wl.name, _router(wl))
+                rec = jsonable(restore_baseline(router))
                 restored.append({"workload": wl.name, **rec})
             except Exception as exc:  # every workload gets its attempt; the task fails after
-                errors.append(f"workload {wl.name}: could not restore traffic: {exc}")
+                split = f"; {router.split_statement()}" if router is not None else ""
+                errors.append(
+                    f"workload {wl.name}: could not restore traffic ({attempt_label(ctx)}): {exc}{split}"
+                )
         frozen = is_frozen(ctx.state_root, ctx.spec.wave)
         if frozen:
             unfreeze_writes(ctx.state_root, ctx.spec.wave)
         moved = [r for r in restored if r.get("changed")]
         aborted = sorted(n for n in ctx.store.records().get("canary", {}) if "-abort-" in n)
-        if errors:
-            return {"workloads": restored, "unfrozen": frozen, "passed": False, "reasons": errors}
+        if errors:  # retried by Airflow (a router may come back); the record carries the split
+            fail_retryable(
+                ctx, self.stage, self.evidence_name,
+                {"workloads": restored, "unfrozen": frozen, "passed": False, "reasons": errors},
+            )  # fmt: skip
         if not moved and not frozen and not aborted:
             raise AirflowSkipException("nothing moved: traffic already on-prem and writes not frozen")
         # Traffic is back on-prem, so an earlier acceptance of this wave no longer holds: the

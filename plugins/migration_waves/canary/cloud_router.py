@@ -224,12 +224,20 @@ class Route53Router:
         return confirmed
 
 
-def router_from_spec(spec: Any, *, client: Any = None) -> Any:
-    """The Router a workload's RouterSpec names; `client` is a ready boto3 client (elbv2 / route53)."""
+def router_from_spec(spec: Any, *, client: Any = None, credentials: Any = None) -> Any:
+    """The Router a workload's RouterSpec names; `client` is a ready boto3 client (elbv2 / route53),
+    `credentials` Google credentials for gcp_urlmap (None: application default credentials)."""
     from migration_waves.canary.router import LocalRouter
 
     if spec.kind == "local":
         return LocalRouter(str(spec.admin))
+    if spec.kind == "gcp_urlmap":
+        from migration_waves.canary.gcp_router import GcpUrlMapRouter
+
+        return GcpUrlMapRouter(
+            spec.project, spec.url_map, spec.baseline_backend_service, spec.candidate_backend_service,
+            path_matcher=spec.path_matcher, credentials=credentials, api_endpoint=spec.endpoint_url,
+        )  # fmt: skip
     aws = {"client": client, "region": spec.region, "endpoint_url": spec.endpoint_url}
     if spec.kind == "aws_alb":
         return AlbRouter(
@@ -240,4 +248,4 @@ def router_from_spec(spec: Any, *, client: Any = None) -> Any:
             spec.hosted_zone_id, spec.record_name, spec.baseline_set_identifier,
             spec.candidate_set_identifier, record_type=spec.record_type, **aws,
         )  # fmt: skip
-    raise ValueError(f"router kind {spec.kind!r} is unknown; use local, aws_alb or route53")
+    raise ValueError(f"router kind {spec.kind!r} is unknown; use local, aws_alb, route53 or gcp_urlmap")

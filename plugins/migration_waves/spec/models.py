@@ -142,16 +142,18 @@ class Dataset(StrictModel):
 
 
 class RouterSpec(StrictModel):
-    """Who splits a workload's traffic: the demo router, an ALB listener, or Route 53 weighted records."""
+    """Who splits a workload's traffic: the demo router, an ALB listener, Route 53 records, a GCP URL map."""
 
-    kind: Literal["local", "aws_alb", "route53"] = "local"
+    kind: Literal["local", "aws_alb", "route53", "gcp_urlmap"] = "local"
     admin: AnyHttpUrl = Field(
         description="local: the demo router (admin API and proxy); aws_alb/route53: the URL clients send "
         "traffic to (the ALB's DNS name or the weighted record's name); the canary drives load through it"
     )
     region: str | None = None
-    conn_id: str | None = Field(default=None, description="Airflow AWS connection for the router's API")
-    endpoint_url: str | None = Field(default=None, description="AWS API endpoint override (tests)")
+    conn_id: str | None = Field(
+        default=None, description="Airflow connection for the router's API (AWS; gcp_urlmap: Google Cloud)"
+    )
+    endpoint_url: str | None = Field(default=None, description="AWS / Compute API endpoint override (tests)")
     listener_arn: str | None = Field(default=None, description="aws_alb: listener whose default rule splits")
     baseline_target_group_arn: str | None = None
     candidate_target_group_arn: str | None = None
@@ -160,6 +162,13 @@ class RouterSpec(StrictModel):
     record_type: str = "CNAME"
     baseline_set_identifier: str | None = None
     candidate_set_identifier: str | None = None
+    project: str | None = Field(default=None, description="gcp_urlmap: the URL map's project")
+    url_map: str | None = Field(default=None, description="gcp_urlmap: global URL map whose route splits")
+    baseline_backend_service: str | None = Field(default=None, description="gcp_urlmap: name or self-link")
+    candidate_backend_service: str | None = None
+    path_matcher: str | None = Field(
+        default=None, description="gcp_urlmap: split in this path matcher's defaultRouteAction, not the map's"
+    )
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> RouterSpec:
@@ -168,6 +177,7 @@ class RouterSpec(StrictModel):
             "aws_alb": ("listener_arn", "baseline_target_group_arn", "candidate_target_group_arn"),
             "route53": ("hosted_zone_id", "record_name", "baseline_set_identifier",
                         "candidate_set_identifier"),
+            "gcp_urlmap": ("project", "url_map", "baseline_backend_service", "candidate_backend_service"),
         }[self.kind]  # fmt: skip
         missing = [f for f in needed if not getattr(self, f)]
         if missing:
