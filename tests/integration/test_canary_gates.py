@@ -125,3 +125,27 @@ def test_unreachable_router_is_never_a_pass(demo: Demo) -> None:
     assert result.unattributed == 100
     assert any("reached no backend" in r for r in result.verdict.reasons)
     httpx.put(f"{demo.services.router_url}/admin/weights", json={"candidate": 0})
+
+
+def test_step_drives_routed_load_open_loop_at_the_spec_rate(demo: Demo) -> None:
+    import time
+
+    started = time.perf_counter()
+    step = run_step(
+        demo.router,
+        f"{demo.services.router_url}/predict",
+        demo.payloads,
+        workload="digits-classifier",
+        step_pct=50,
+        n_requests=200,
+        concurrency=4,
+        policy=POLICY,
+        rate_rps=100.0,
+        warmup=0,
+    )
+    elapsed = time.perf_counter() - started
+    routed = sorted(s.ts for s in step.samples)[: step.requests_routed]
+    # 200 requests at 100 req/s take about 2 s whatever the backends do (closed loop: ~0.2 s).
+    assert elapsed >= 1.9
+    assert routed[-1] - routed[0] >= 1.8
+    assert step.verdict.baseline.count >= 50 and step.verdict.candidate.count >= 50

@@ -700,6 +700,8 @@ class CanaryStepOperator(WaveOperator):
             n_requests=wl.canary.samples_per_step,
             concurrency=wl.canary.concurrency,
             policy=policy,
+            rate_rps=wl.canary.rate_rps,
+            batch_sizes=wl.canary.batch_sizes,
         )
         _save_samples(ctx, f"canary-{wl.name}-{self.step_pct:03d}", step.samples)
         verdict = jsonable(step.verdict)
@@ -743,6 +745,8 @@ class CanaryStepOperator(WaveOperator):
             n_requests=wl.canary.samples_per_step,
             concurrency=wl.canary.concurrency,
             config=wl.canary.judge,
+            rate_rps=wl.canary.rate_rps,
+            batch_sizes=wl.canary.batch_sizes,
         )
         _save_samples(ctx, f"canary-{wl.name}-{self.step_pct:03d}", step.samples)
         verdict = jsonable(step.verdict)

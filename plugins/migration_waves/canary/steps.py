@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from migration_waves.canary.judge import GatePolicy, Metrics, Verdict, judge_step, summarize
-from migration_waves.canary.load import Sample, run_load
+from migration_waves.canary.load import Sample, run_load, run_open_loop
 from migration_waves.canary.router import Router
 
 PIN_HEADER = "x-canary-target"
@@ -88,6 +88,26 @@ def plan_top_ups(n_requests: int, step_pct: int, min_samples: int) -> dict[str, 
     return {side: min_samples - got for side, got in expected.items() if got < min_samples}
 
 
+def drive_load(
+    url: str,
+    payloads: list[dict[str, Any]],
+    *,
+    n_requests: int,
+    concurrency: int,
+    timeout_s: float,
+    rate_rps: float | None = None,
+    batch_sizes: list[int] | None = None,
+) -> list[Sample]:
+    """The step's routed traffic as the spec asks: open loop at rate_rps and/or in batches, else
+    closed loop at `concurrency` (the fastest way to collect samples)."""
+    if rate_rps is None and (not batch_sizes or batch_sizes == [1]):
+        return run_load(url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s)
+    return run_open_loop(
+        url, payloads, rate_rps=rate_rps, n_requests=n_requests, concurrency=concurrency,
+        batch_sizes=batch_sizes, timeout_s=timeout_s,
+    ).samples  # fmt: skip
+
+
 def run_step(
     router: Router,
     predict_url: str,
@@ -101,6 +121,8 @@ def run_step(
     names: BackendNames | None = None,
     warmup: int = 10,
     timeout_s: float = 5.0,
+    rate_rps: float | None = None,
+    batch_sizes: list[int] | None = None,
 ) -> StepResult:
     """Set the router to step_pct, drive load through predict_url (the router's proxy), judge the split.
 
@@ -116,9 +138,10 @@ def run_step(
                 predict_url, payloads, n_requests=warmup, concurrency=min(concurrency, warmup),
                 timeout_s=timeout_s, headers={PIN_HEADER: side},
             )  # fmt: skip
-    samples = run_load(
-        predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s
-    )
+    samples = drive_load(
+        predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s,
+        rate_rps=rate_rps, batch_sizes=batch_sizes,
+    )  # fmt: skip
     top_ups = plan_top_ups(n_requests, step_pct, policy.min_samples)
     for side, count in top_ups.items():
         # A separate burst at the step's concurrency: the starved side then carries the same load per
@@ -209,6 +232,8 @@ def run_judged_step(
     names: BackendNames | None = None,
     warmup: int = 10,
     timeout_s: float = 5.0,
+    rate_rps: float | None = None,
+    batch_sizes: list[int] | None = None,
 ) -> JudgedStepResult:
     """Like run_step, judged by the per-metric rules of `config` (a JudgeConfig), holding for more data.
 
@@ -238,9 +263,10 @@ def run_judged_step(
     smallest_before = -1
     while True:
         started = time.perf_counter()
-        samples += run_load(
-            predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s
-        )
+        samples += drive_load(
+            predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s,
+            rate_rps=rate_rps, batch_sizes=batch_sizes,
+        )  # fmt: skip
         routed_total += n_requests
         split = split_by_backend(samples, names)
         pinned: dict[str, int] = {}
