@@ -50,8 +50,8 @@ demo: $(AIRFLOW_HOME)/airflow.db ## build demo inputs, start the demo services, 
 up: $(AIRFLOW_HOME)/airflow.db ## airflow standalone on this project, with the demo services; Ctrl-C stops it
 	$(PY) -m migration_waves.airflow.demo --serve $(if $(FAULT),--fault $(FAULT),)
 
-down: ## stop the demo services
-	$(PY) -m migration_waves.demo.services stop --run-dir $(ROOT)/.demo/run || true
+down: ## stop what make demo / make up started here (Airflow standalone, demo services, feature writer)
+	$(PY) -m migration_waves.airflow.demo --down
 
 test: $(VENV)/.installed ## run every test (unit, dags, integration, e2e)
 	$(PY) -m pytest -q

@@ -364,3 +364,21 @@ def test_skipped_run(tmp_path: Path, pilot: WaveSpec) -> None:
     store = EvidenceStore(str(tmp_path), "pilot", RUN_ID)
     pack = build_evidence_pack(store, pilot, outcome={"status": "skipped"})
     assert pack.outcome == "SKIPPED" and "already accepted" in pack.reasons[0]
+
+
+def test_report_plots_replication_lag_against_the_rpo_and_cost_against_the_budget(tmp_path: Path) -> None:
+    from migration_waves.evidence.report import build_evidence_pack
+    from migration_waves.evidence.store import EvidenceStore
+    from migration_waves.spec.loader import load_wave
+
+    spec = load_wave(Path(__file__).resolve().parents[2] / "include" / "waves" / "pilot.yaml")
+    store = EvidenceStore(str(tmp_path), spec.wave, "manual__lag")
+    store.write("data", "features-seed", {"passed": True, "bytes_copied": 10, "lag_s": 12.5})
+    store.write("data", "features-sync", {"passed": True, "bytes_copied": 5, "lag_s": 1200.0})  # over RPO 900 s
+    store.write("preflight", "egress", {"passed": True, "forecast_usd": "0.40", "bytes": 10})
+    pack = build_evidence_pack(store, spec, outcome={"status": "failed", "reasons": []})
+    html = Path(pack.report_html).read_text()
+    assert "Replication lag per copy pass" in html
+    assert "features sync" in html and "RPO 900 s" in html
+    assert 'fill="#c62828"' in html  # the sync over the RPO is drawn red
+    assert "budget 50 USD" in html

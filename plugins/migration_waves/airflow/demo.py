@@ -92,6 +92,7 @@ def demo_services(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _write_pid(run_dir / "writer.pid", writer.pid)
     try:
         yield
     finally:
@@ -101,6 +102,7 @@ def demo_services(
                 writer.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 writer.kill()
+            (run_dir / "writer.pid").unlink(missing_ok=True)
         stop_demo_services(run_dir)
         _say("services stopped")
 
@@ -146,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", choices=["latency", "errors"], default=None)
     parser.add_argument("--serve", action="store_true", help="run airflow standalone instead of one test run")
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    parser.add_argument("--down", action="store_true", help="stop what make demo/up started here")
     args = parser.parse_args(argv)
+    if args.down:
+        stopped = stop_everything()
+        _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing of the demo was running")
+        return 0
+    # SIGTERM (a plain `kill`) must clean up like Ctrl-C: services, writer and Airflow stop too.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     if not args.verbose and not args.serve:
         # dag.test() prints every task's log; the demo prints its own summary.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with demo_services(spec, fault=args.fault, demo_root=demo_root):
         if args.serve:
-            return _serve()
+            return _serve(demo_root / "run")
         from migration_waves.airflow.runner import run_wave
 
         _say(f"running wave {spec.wave} (dag {dag_id_for(spec.wave)}) with dag.test() ...")
@@ -185,12 +194,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.state == "success" else 1
 
 
-def _serve() -> int:
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    path.write_text(f"{pid}\n")
+
+
+def _stop_pidfile(path: Path, must_contain: str, *, grace_s: float = 20) -> str | None:
+    """Stop the process group in a pidfile if its command line is still what we started."""
+    try:
+        pid = int(path.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)
+        return None
+    if must_contain not in cmdline:  # a reused pid: not ours
+        path.unlink(missing_ok=True)
+        return None
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        os.killpg(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    return must_contain
+
+
+def stop_everything(demo_root: Path = DEMO_ROOT) -> list[str]:
+    """`make down`: Airflow standalone, the feature writer and the demo services of this checkout."""
+    from migration_waves.demo.services import stop_demo_services
+
+    run_dir = demo_root / "run"
+    stopped = [name for name in (
+        _stop_pidfile(run_dir / "standalone.pid", "standalone"),
+        _stop_pidfile(run_dir / "writer.pid", "migration_waves.demo.writer"),
+    ) if name]  # fmt: skip
+    stopped += stop_demo_services(run_dir) if run_dir.exists() else []
+    return stopped
+
+
+def _serve(run_dir: Path) -> int:
     home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
     port = os.environ.get("AIRFLOW__API__PORT", "8080")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow"), "standalone"], start_new_session=True
     )
+    _write_pid(run_dir / "standalone.pid", proc.pid)
     pw_file = home / "simple_auth_manager_passwords.json.generated"
     for _ in range(120):
         if pw_file.exists() or proc.poll() is not None:
@@ -202,11 +254,7 @@ def _serve() -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_pidfile(run_dir / "standalone.pid", "standalone", grace_s=30)
         return 0
 
 

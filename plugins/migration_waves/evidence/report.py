@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from migration_waves.evidence.runbook import render_runbook
 from migration_waves.evidence.store import STAGES, EvidenceStore
-from migration_waves.evidence.svg import latency_svg, ratio_bar_svg
+from migration_waves.evidence.svg import bars_svg, latency_svg, ratio_bar_svg
 from migration_waves.spec.models import WaveSpec
 
 OUTCOME_LABELS = ("SUCCESS", "FAILED", "ROLLED BACK", "SKIPPED")
@@ -511,6 +511,27 @@ def canary_section(spec: WaveSpec, records: dict[str, dict[str, dict[str, Any]]]
     return out
 
 
+def lag_chart(spec: WaveSpec, records: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Replication lag of every copy pass of the run (seed, sync, final) against the RPO."""
+    names = [ds.name for ds in spec.datasets]
+    rows = []
+    for name, env in records.get("data", {}).items():
+        ds, kind = _split_dataset(name, names)
+        lag = _f(_data(env).get("lag_s"))
+        if kind in COPY_KINDS and lag is not None:
+            rows.append((f"{ds} {kind}", lag))
+    return bars_svg(sorted(rows), limit=spec.targets.rpo_minutes * 60, unit="s", limit_label="RPO")
+
+
+def cost_chart(cost: dict[str, Any] | None) -> str:
+    """Egress forecast and the bytes actually moved, priced, against the budget."""
+    if not cost:
+        return ""
+    rows = [("forecast (preflight)", (cost.get("forecast") or {}).get("forecast_usd")),
+            ("actually moved", (cost.get("actual") or {}).get("usd"))]  # fmt: skip
+    return bars_svg(rows, limit=_f(cost.get("budget_usd")), unit="USD", limit_label="budget")
+
+
 def cost_section(spec: WaveSpec, records: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     from migration_waves.cost.egress import egress_forecast
     from migration_waves.cost.pricing import PricingError, load_pricing
@@ -681,10 +702,12 @@ def build_evidence_pack(store: EvidenceStore, spec: WaveSpec, *, outcome: dict[s
         "resilience": section("resilience", lambda: resilience_section(spec, records), []),
         "canary": section("canary", lambda: canary_section(spec, records), []),
         "cost": section("cost", lambda: cost_section(spec, records), None),
+        "lag_svg": section("lag", lambda: lag_chart(spec, records), ""),
         "acceptance": section("acceptance", lambda: acceptance_section(records), None),
         "rollback": section("rollback", lambda: rollback_section(records), []),
         "runbook_html": section("runbook", lambda: runbook_html(runbook), ""),
     }
+    ctx["cost_svg"] = section("cost chart", lambda: cost_chart(ctx["cost"]), "")
     ctx["errors"] = errors
     missing = [f"{r['stage']}/{r['name']}" for r in ctx["rows"] if r["status"] == "not run"]
     docs = [row["docs"] for row in ctx["data"] if row.get("docs")]

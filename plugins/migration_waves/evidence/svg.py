@@ -147,3 +147,44 @@ def ratio_bar_svg(value: float | None, floor: float | None, width: int = 160) ->
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def bars_svg(
+    rows: list[tuple[str, float]],
+    *,
+    limit: float | None,
+    unit: str,
+    limit_label: str = "limit",
+    width: int = 560,
+) -> str:
+    """Horizontal bars, one per (label, value), with a dashed line at `limit`; over-limit bars red."""
+    values = [(label, v) for label, value in rows if (v := _f(value)) is not None]
+    if not values:
+        return ""
+    top = _nice_max(max([v for _, v in values] + [limit or 0.0]) * 1.1 or 1.0)
+    label_w, bar_w, row_h = 190, width - 190 - 70, 20
+    height = row_h * len(values) + 24
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">']
+    for i, (label, v) in enumerate(values):
+        y = 4 + i * row_h
+        w = max(1.0, v / top * bar_w)
+        colour = "#c62828" if limit is not None and v > limit else "#1565c0"
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="11">{escape(label)}</text>'
+        )
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="12" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{label_w + w + 4:.1f}" y="{y + 13}" font-size="11">{v:,.3g} {escape(unit)}</text>'
+        )
+    if limit is not None:
+        lx = label_w + min(limit / top, 1.0) * bar_w
+        parts.append(
+            f'<line x1="{lx:.1f}" x2="{lx:.1f}" y1="0" y2="{height - 16}" stroke="#c62828" '
+            'stroke-dasharray="4,3"/>'
+        )
+        parts.append(
+            f'<text x="{lx:.1f}" y="{height - 4}" text-anchor="middle" font-size="10" fill="#c62828">'
+            f"{escape(limit_label)} {limit:,.3g} {escape(unit)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -93,6 +93,7 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 {% for r in d.reasons %}<div class="reason">{{ r }}</div>{% endfor %}</td></tr>
 {% endfor %}
 </table>
+{% if lag_svg %}<h3>Replication lag per copy pass (vs RPO)</h3>{{ lag_svg | safe }}{% endif %}
 {% else %}<p class="muted">No datasets in this wave.</p>{% endif %}
 
 <h2 id="gpu">GPU stack</h2>
@@ -150,6 +151,7 @@ REPORT_TEMPLATE = r"""<!DOCTYPE html>
 <div class="card"><div class="k">budget</div><div class="v">{{ cost.budget_usd | usd }}</div><div class="small"><span class="badge {{ cost.forecast_status | replace(' ', '-') }}">{{ cost.forecast_status }}</span></div></div>
 <div class="card"><div class="k">actually moved, priced</div><div class="v">{{ cost.actual.usd | usd }}</div><div class="small">{{ cost.actual.bytes | bytes }}</div></div>
 </div>
+{% if cost_svg %}{{ cost_svg | safe }}{% endif %}
 {% for r in cost.forecast.reasons or [] %}<p class="small">{{ r }}</p>{% endfor %}
 {% if cost.actual.error %}<p class="reason">{{ cost.actual.error }}</p>{% endif %}
 {% if cost.flows %}
