@@ -108,6 +108,15 @@ def drive_load(
     ).samples  # fmt: skip
 
 
+def _warm_up(
+    url: str, payloads: list[dict[str, Any]], *, warmup: int, concurrency: int, timeout_s: float
+) -> None:
+    """Pinned requests to each side, discarded: connection setup and cold code paths are not steady state."""
+    for side in ("baseline", "candidate") if warmup > 0 else ():
+        run_load(url, payloads, n_requests=warmup, concurrency=min(concurrency, warmup), timeout_s=timeout_s,
+                 headers={PIN_HEADER: side})  # fmt: skip
+
+
 def run_step(
     router: Router,
     predict_url: str,
@@ -132,12 +141,7 @@ def run_step(
     """
     names = names or BackendNames()
     weight = router.set_candidate_weight(step_pct)
-    if warmup > 0:
-        for side in ("baseline", "candidate"):
-            run_load(
-                predict_url, payloads, n_requests=warmup, concurrency=min(concurrency, warmup),
-                timeout_s=timeout_s, headers={PIN_HEADER: side},
-            )  # fmt: skip
+    _warm_up(predict_url, payloads, warmup=warmup, concurrency=concurrency, timeout_s=timeout_s)
     samples = drive_load(
         predict_url, payloads, n_requests=n_requests, concurrency=concurrency, timeout_s=timeout_s,
         rate_rps=rate_rps, batch_sizes=batch_sizes,
@@ -248,12 +252,7 @@ def run_judged_step(
 
     names = names or BackendNames()
     weight = router.set_candidate_weight(step_pct)
-    if warmup > 0:
-        for side in ("baseline", "candidate"):
-            run_load(
-                predict_url, payloads, n_requests=warmup, concurrency=min(concurrency, warmup),
-                timeout_s=timeout_s, headers={PIN_HEADER: side},
-            )  # fmt: skip
+    _warm_up(predict_url, payloads, warmup=warmup, concurrency=concurrency, timeout_s=timeout_s)
     samples: list[Sample] = []
     looks: list[Look] = []
     pinned_total: dict[str, int] = {}
