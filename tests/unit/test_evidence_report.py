@@ -374,7 +374,7 @@ def test_report_plots_replication_lag_against_the_rpo_and_cost_against_the_budge
     spec = load_wave(Path(__file__).resolve().parents[2] / "include" / "waves" / "pilot.yaml")
     store = EvidenceStore(str(tmp_path), spec.wave, "manual__lag")
     store.write("data", "features-seed", {"passed": True, "bytes_copied": 10, "lag_s": 12.5})
-    store.write("data", "features-sync", {"passed": True, "bytes_copied": 5, "lag_s": 1200.0})  # over RPO 900 s
+    store.write("data", "features-sync", {"passed": True, "bytes_copied": 5, "lag_s": 1200.0})  # > RPO 900 s
     store.write("preflight", "egress", {"passed": True, "forecast_usd": "0.40", "bytes": 10})
     pack = build_evidence_pack(store, spec, outcome={"status": "failed", "reasons": []})
     html = Path(pack.report_html).read_text()
