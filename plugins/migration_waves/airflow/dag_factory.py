@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -275,25 +276,37 @@ def _canary_tasks(wl: Any, common: dict[str, Any], spec: WaveSpec) -> tuple[Any,
     return synthetic, promote
 
 
-def load_waves(target: dict[str, Any], specs_dir: str | Path | None = None) -> list[str]:
-    """Build one DAG per spec in the folder into `target` (a DAG file's globals()).
+def load_dags_per_spec(
+    target: dict[str, Any],
+    build: Callable[[Path], DAG | None],
+    specs_dir: str | Path | None = None,
+    *,
+    what: str = "",
+) -> list[str]:
+    """Build DAGs from every wave spec in the folder into `target` (a DAG file's globals()).
 
-    A bad spec is logged and skipped so the other waves keep working; with
-    MIGRATION_WAVES_STRICT=1 (CI) it raises instead.
+    `build` may return None (no DAG for that spec). A bad spec is logged and skipped so the
+    other waves keep working; with MIGRATION_WAVES_STRICT=1 (CI) it raises instead.
     """
     folder = Path(specs_dir or os.environ.get(SPECS_ENV) or _default_specs_dir())
     built = []
     for file in spec_files([folder]):
         try:
-            dag = build_wave_dag(file)
+            dag = build(file)
         except SpecError as exc:
             if os.environ.get(STRICT_ENV) == "1":
                 raise
-            log.error("Skipping wave spec %s:\n%s", file, exc)
+            log.error("Skipping wave spec %s%s:\n%s", file, f" for its {what}" if what else "", exc)
             continue
-        target[dag.dag_id] = dag
-        built.append(dag.dag_id)
+        if dag is not None:
+            target[dag.dag_id] = dag
+            built.append(dag.dag_id)
     return built
+
+
+def load_waves(target: dict[str, Any], specs_dir: str | Path | None = None) -> list[str]:
+    """One wave DAG per spec in the folder into `target` (a DAG file's globals())."""
+    return load_dags_per_spec(target, build_wave_dag, specs_dir)
 
 
 def _default_specs_dir() -> Path:

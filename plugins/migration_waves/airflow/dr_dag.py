@@ -22,9 +22,9 @@ import pendulum
 from airflow.sdk import DAG, BaseOperator
 
 from migration_waves.airflow.context import WaveRunContext, resolve_fs
-from migration_waves.airflow.dag_factory import SPECS_ENV, STRICT_ENV, _default_specs_dir
+from migration_waves.airflow.dag_factory import load_dags_per_spec
 from migration_waves.airflow.operators import WaveGateFailed, jsonable, summarize
-from migration_waves.spec.loader import SpecError, load_wave, spec_files
+from migration_waves.spec.loader import load_wave
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,4 @@ def build_dr_dag(spec_path: str | Path) -> DAG:
 
 def load_dr_dags(target: dict[str, Any], specs_dir: str | Path | None = None) -> list[str]:
     """One DR drill DAG per wave spec into ``target`` (a DAG file's globals()); bad specs as load_waves."""
-    folder = Path(specs_dir or os.environ.get(SPECS_ENV) or _default_specs_dir())
-    built = []
-    for file in spec_files([folder]):
-        try:
-            dag = build_dr_dag(file)
-        except SpecError as exc:
-            if os.environ.get(STRICT_ENV) == "1":
-                raise
-            log.error("Skipping wave spec %s for its DR drill:\n%s", file, exc)
-            continue
-        target[dag.dag_id] = dag
-        built.append(dag.dag_id)
-    return built
+    return load_dags_per_spec(target, build_dr_dag, specs_dir, what="DR drill")

@@ -25,7 +25,6 @@ a run every few minutes must not bury the wave runs the report and the dashboard
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -36,9 +35,9 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup
 from airflow.sdk.exceptions import AirflowSkipException
 
 from migration_waves.airflow.context import WaveRunContext
-from migration_waves.airflow.dag_factory import SPECS_ENV, STRICT_ENV, _default_specs_dir
+from migration_waves.airflow.dag_factory import load_dags_per_spec
 from migration_waves.airflow.operators import CopyDatasetOperator, VerifyDatasetOperator, jsonable
-from migration_waves.spec.loader import SpecError, load_wave, spec_files
+from migration_waves.spec.loader import load_wave
 from migration_waves.spec.models import DatasetClass, WaveSpec
 
 log = logging.getLogger(__name__)
@@ -241,17 +240,4 @@ def build_sync_dag(spec_path: str | Path) -> DAG | None:
 
 def load_sync_dags(target: dict[str, Any], specs_dir: str | Path | None = None) -> list[str]:
     """One sync DAG per wave spec with mutable datasets into ``target``; bad specs as load_waves."""
-    folder = Path(specs_dir or os.environ.get(SPECS_ENV) or _default_specs_dir())
-    built = []
-    for file in spec_files([folder]):
-        try:
-            dag = build_sync_dag(file)
-        except SpecError as exc:
-            if os.environ.get(STRICT_ENV) == "1":
-                raise
-            log.error("Skipping wave spec %s for its dataset sync:\n%s", file, exc)
-            continue
-        if dag is not None:
-            target[dag.dag_id] = dag
-            built.append(dag.dag_id)
-    return built
+    return load_dags_per_spec(target, build_sync_dag, specs_dir, what="dataset sync")
