@@ -155,19 +155,19 @@ def test_plan_uses_previous_manifest_when_target_mtime_is_upload_time() -> None:
     same = plan_transfer(
         [("m.bin", 5, 100.0)], target, delete=False, max_delete=0, dataset="d", previous=previous
     )
-    assert (same.items[0].action, same.items[0].reason) == ("skip", "same size and mtime")
+    assert (same.all_items()[0].action, same.all_items()[0].reason) == ("skip", "same size and mtime")
     newer = plan_transfer(
         [("m.bin", 5, 200.0)], target, delete=False, max_delete=0, dataset="d", previous=previous
     )
-    assert (newer.items[0].action, newer.items[0].reason) == ("copy", "mtime newer")
+    assert (newer.all_items()[0].action, newer.all_items()[0].reason) == ("copy", "mtime newer")
     restored = plan_transfer(
         [("m.bin", 5, 50.0)], target, delete=False, max_delete=0, dataset="d", previous=previous
     )
-    assert restored.items[0].action == "copy"
+    assert restored.all_items()[0].action == "copy"
     # without the previous manifest a source changed before the upload would be missed: that is
     # why the operators pass the last verified manifest
     blind = plan_transfer([("m.bin", 5, 200.0)], target, delete=False, max_delete=0, dataset="d")
-    assert blind.items[0].action == "skip"
+    assert blind.all_items()[0].action == "skip"
 
 
 # --- verify ------------------------------------------------------------------------------------

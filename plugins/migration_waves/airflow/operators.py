@@ -316,7 +316,7 @@ def _previous(ctx: WaveRunContext, dataset: str) -> Manifest | None:
     manifest = _read_manifest(ctx, dataset, "verified")
     bad = set(_read_recopy(ctx, dataset))
     if manifest is not None and bad:
-        manifest = manifest.model_copy(update={"entries": [e for e in manifest.entries if e.path not in bad]})
+        manifest = manifest.without(bad)
     return manifest
 
 

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.atomic import staged_write, supports_mtime
+from migration_waves.transfer.atomic import staged_write, supports_mtime, temp_name
 from migration_waves.transfer.errors import (
     DeleteLimitExceeded,
     PathCollision,
@@ -28,15 +30,20 @@ from migration_waves.transfer.errors import (
 )
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
+    LOCAL_BUFFER,
     LinkPolicy,
     Listing,
     Manifest,
     ManifestEntry,
+    Row,
     hash_file,
     hasher,
     info_mtime,
+    is_local,
+    is_plain_local,
     join,
     list_files,
+    list_local_in_child,
     strip_root,
 )
 
@@ -48,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 MTIME_TOLERANCE_S = 0.002
 UNSTABLE_RETRIES = 2  # a file that changes while read is tried 1 + 2 times
 SHOW_PATHS = 5  # paths named in one reason sentence
+SKIP_REASON = "same size and mtime"
 
 Action = Literal["copy", "skip", "delete"]
 
@@ -63,26 +71,52 @@ class PlanItem(BaseModel):
 
 
 class TransferPlan(BaseModel):
-    """Per-path actions for one dataset, decided before anything moves."""
+    """Per-path actions for one dataset, decided before anything moves.
+
+    Copies and deletes are PlanItems; skips are kept as compact (path, size, mtime) rows, because
+    on an incremental sync they are nearly every file and one object per file would cost more
+    than the listing itself. `of("skip")` and `all_items()` build their PlanItems on demand.
+    """
 
     dataset: str
-    items: list[PlanItem] = Field(default_factory=list)
+    items: list[PlanItem] = Field(default_factory=list, description="every copy and delete")
+    skips: list[tuple[str, int, float]] = Field(default_factory=list, description="(path, size, mtime)")
+    racy: list[str] = Field(
+        default_factory=list, description="skips size and mtime cannot vouch for: digests are compared"
+    )
     extra_kept: list[str] = Field(
         default_factory=list, description="target files not in the source, kept because delete is off"
     )
 
     def of(self, action: Action) -> list[PlanItem]:
         """Items with one action."""
+        if action == "skip":
+            return [
+                PlanItem(path=p, action="skip", reason=SKIP_REASON, size=size, mtime=mtime)
+                for p, size, mtime in self.skips
+            ]
         return [i for i in self.items if i.action == action]
+
+    def all_items(self) -> list[PlanItem]:
+        """Every item, skips included, sorted by path (deletes after the source paths)."""
+        return sorted([*self.of("copy"), *self.of("skip")], key=_item_path) + self.of("delete")
 
     @property
     def bytes_to_copy(self) -> int:
         """Bytes the copies will move."""
-        return sum(i.size for i in self.of("copy"))
+        return sum(i.size for i in self.items if i.action == "copy")
 
     def counts(self) -> dict[str, int]:
         """Number of items per action."""
-        return {a: len(self.of(a)) for a in ("copy", "skip", "delete")}
+        return {
+            "copy": sum(1 for i in self.items if i.action == "copy"),
+            "skip": len(self.skips),
+            "delete": sum(1 for i in self.items if i.action == "delete"),
+        }
+
+
+def _item_path(item: PlanItem) -> str:
+    return item.path
 
 
 class FileError(BaseModel):
@@ -104,7 +138,12 @@ class TransferResult(BaseModel):
     files_copied: int = 0
     bytes_copied: int = 0
     files_skipped: int = 0
+    bytes_skipped: int = 0
+    files_moved: int = Field(default=0, description="copies made within the target (moved or known content)")
     files_deleted: int = 0
+    skips: list[tuple[str, int, float]] = Field(
+        default_factory=list, exclude=True, description="(path, size, mtime) of every skipped file"
+    )
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
     links_skipped: list[str] = Field(
@@ -154,16 +193,21 @@ def _some(paths: Sequence[str]) -> str:
     return shown + (f" and {len(paths) - SHOW_PATHS} more" if len(paths) > SHOW_PATHS else "")
 
 
-def _normalise_source(source: Manifest | Sequence[ManifestEntry] | Listing) -> dict[str, tuple[int, float]]:
-    rows: dict[str, tuple[int, float]] = {}
-    items: Any = source.entries if isinstance(source, Manifest) else source
-    for item in items:
-        if isinstance(item, ManifestEntry):
-            rows[item.path] = (item.size, item.mtime)
-        else:
-            rel, size, mtime = item
-            rows[rel] = (int(size), float(mtime))
+def _source_rows(source: Manifest | Sequence[ManifestEntry] | Listing) -> list[tuple[str, int, float]]:
+    """(path, size, mtime) rows sorted by path, from a Manifest, entries or a listing."""
+    if isinstance(source, Manifest):
+        rows = list(zip(source.paths, source.sizes, source.mtimes, strict=True))
+    else:
+        rows = [
+            (i.path, i.size, i.mtime) if isinstance(i, ManifestEntry) else (i[0], int(i[1]), float(i[2]))
+            for i in source
+        ]
+    rows.sort(key=_row_path)
     return rows
+
+
+def _row_path(row: tuple[Any, ...]) -> str:
+    return row[0]
 
 
 def plan_transfer(
@@ -176,60 +220,74 @@ def plan_transfer(
     previous: Manifest | None = None,
     dst_keeps_mtime: bool = False,
     recopy: Iterable[str] = (),
+    racy_after: float | None = None,
 ) -> TransferPlan:
     """Decide copy / skip / delete per path.
 
     `source` is a Manifest or a listing of (path, size, mtime); `dst_listing` lists the target.
-    `previous` is the last verified manifest of this target: its mtimes are the source mtimes at
-    copy time, the only reliable reference on object stores. `dst_keeps_mtime` says the target
-    holds the source mtime (local disk: the engine sets it before placing), so a target file with
-    the source's size and mtime is current even where `previous` is older (a run killed between
-    placing a file and recording it). Paths in `recopy` (they failed verification at the target)
-    are copied whatever their size and mtime say. Raises DeleteLimitExceeded before
-    anything moves when the deletions would exceed `max_delete`.
+    `dst_keeps_mtime` says the target holds the source mtime (local disk: the engine sets it
+    before placing), so the target's own size and mtime decide, as rsync does. Otherwise (object
+    stores: a target mtime is the upload time) `previous`, the last verified manifest of this
+    target, is the reference: its mtimes are the source mtimes at copy time. Paths in `recopy`
+    (they failed verification at the target) are copied whatever their size and mtime say.
+
+    Size and mtime cannot tell two versions apart when the source changed within its mtime
+    precision of the moment the previous run listed it (same size, same tick). Those paths
+    (source mtime at or after `racy_after`) are planned as skips with reason "racy" and
+    `copy_tree` compares their digests before trusting the skip.
+    Raises DeleteLimitExceeded before anything moves when deletions would exceed `max_delete`.
     """
-    src = _normalise_source(source)
+    src = _source_rows(source)
     dst = {rel: (size, mtime) for rel, size, mtime in dst_listing}
-    prev = previous.by_path() if previous is not None else {}
+    prev = previous.index() if previous is not None else {}
     must_copy = set(recopy)
     items: list[PlanItem] = []
-    for rel in sorted(src):
-        size, mtime = src[rel]
+    skips: list[tuple[str, int, float]] = []
+    racy: list[str] = []
+    tol = MTIME_TOLERANCE_S
 
-        def item(action: Action, reason: str, rel: str = rel, size: int = size, mtime: float = mtime) -> None:
-            items.append(PlanItem(path=rel, action=action, reason=reason, size=size, mtime=mtime))
+    def copy(rel: str, size: int, mtime: float, reason: str) -> None:
+        items.append(PlanItem(path=rel, action="copy", reason=reason, size=size, mtime=mtime))
 
-        if rel not in dst:
-            item("copy", "new")
+    for rel, size, mtime in src:
+        there = dst.get(rel)
+        if there is None:
+            copy(rel, size, mtime, "new")
             continue
         if rel in must_copy:
-            item("copy", "failed verification")
+            copy(rel, size, mtime, "failed verification")
             continue
-        dst_size, dst_mtime = dst[rel]
+        dst_size, dst_mtime = there
         if dst_size != size:
-            item("copy", "size differs")
+            copy(rel, size, mtime, "size differs")
             continue
-        ref = prev.get(rel)
-        if dst_keeps_mtime and abs(dst_mtime - mtime) <= MTIME_TOLERANCE_S:
-            item("skip", "same size and mtime")
-        elif ref is not None:
-            if ref.size != size:
-                item("copy", "size differs")
-            elif mtime > ref.mtime + MTIME_TOLERANCE_S:
-                item("copy", "mtime newer")
-            elif mtime < ref.mtime - MTIME_TOLERANCE_S:
-                # an older source (restored from backup) is still a different version
-                item("copy", "mtime differs")
-            else:
-                item("skip", "same size and mtime")
-        elif mtime > dst_mtime + MTIME_TOLERANCE_S:
-            item("copy", "mtime newer")
+        if dst_keeps_mtime:
+            if abs(dst_mtime - mtime) > tol:
+                copy(rel, size, mtime, "mtime newer" if mtime > dst_mtime else "mtime differs")
+                continue
         else:
-            # without a previous manifest the target's own mtime is the reference: on a local
-            # target the engine set it to the source mtime; on an object store it is the upload time
-            item("skip", "same size and mtime")
-    extra = sorted(set(dst) - set(src))
-    plan = TransferPlan(dataset=dataset)
+            ref = prev.get(rel)
+            if ref is not None:
+                if ref[1] != size:
+                    copy(rel, size, mtime, "size differs")
+                    continue
+                if mtime > ref[2] + tol:
+                    copy(rel, size, mtime, "mtime newer")
+                    continue
+                if mtime < ref[2] - tol:
+                    # an older source (restored from backup) is still a different version
+                    copy(rel, size, mtime, "mtime differs")
+                    continue
+            elif mtime > dst_mtime + tol:
+                # no reference: the target's mtime is its upload time, only a newer source is a change
+                copy(rel, size, mtime, "mtime newer")
+                continue
+        skips.append((rel, size, mtime))
+        if racy_after is not None and mtime >= racy_after:
+            racy.append(rel)
+    extra = sorted(set(dst) - {row[0] for row in src})
+    plan = TransferPlan.model_construct(dataset=dataset, items=items, skips=skips, extra_kept=[])
+    plan.racy = racy
     if delete:
         if len(extra) > max_delete:
             raise DeleteLimitExceeded(dataset, len(extra), max_delete, extra)
@@ -239,15 +297,67 @@ def plan_transfer(
         )
     else:
         plan.extra_kept = extra
-    plan.items = items
     return plan
 
 
-def _stat(fs: AbstractFileSystem, path: str) -> tuple[int, float]:
+def _stat(fs: AbstractFileSystem, path: str, local: bool) -> tuple[int, float]:
+    if local:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime
     # listings are cached by some backends (s3fs dircache); a stale answer would hide a change
     fs.invalidate_cache(path)
     info = fs.info(path)
     return int(info.get("size") or 0), info_mtime(info)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _copy_local(
+    src_path: str,
+    dst_path: str,
+    algorithm: str,
+    mtime: float,
+    throttle: Callable[[int], None] | None,
+) -> tuple[str, str, int]:
+    """Local to local: one reused 1 MiB buffer, hashed and written from the same memory.
+
+    The copy goes to a hidden temp name in the target folder, gets the source mtime, and is
+    renamed over the final name only when complete (atomic.py explains the placement rules).
+    """
+    tmp = temp_name(dst_path)
+    h = hasher(algorithm)
+    buf = bytearray(LOCAL_BUFFER)
+    view = memoryview(buf)
+    n = 0
+    fin = os.open(src_path, os.O_RDONLY)
+    try:
+        try:
+            fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+            fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            while got := os.readv(fin, [buf]):
+                if throttle is not None:
+                    throttle(got)
+                chunk = view[:got]
+                h.update(chunk)
+                _write_all(fout, chunk)
+                n += got
+        finally:
+            os.close(fout)
+        ns = int(mtime * 1_000_000_000)
+        os.utime(tmp, ns=(ns, ns))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        os.close(fin)
+        raise
+    os.close(fin)
+    return tmp, h.hexdigest(), n
 
 
 def _copy_one(
@@ -260,8 +370,17 @@ def _copy_one(
     throttle: Callable[[int], None] | None = None,
 ) -> ManifestEntry:
     """Stream one file source -> target while hashing; place it only if the source held still."""
+    src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     for _attempt in range(1 + UNSTABLE_RETRIES):
-        size, mtime = _stat(src_fs, src_path)
+        size, mtime = _stat(src_fs, src_path, src_local)
+        if src_local and dst_local:
+            tmp, digest, n = _copy_local(src_path, dst_path, algorithm, mtime, throttle)
+            after = _stat(src_fs, src_path, True)
+            if after[0] != size or abs(after[1] - mtime) > MTIME_TOLERANCE_S or n != size:
+                os.unlink(tmp)
+                continue
+            os.replace(tmp, dst_path)
+            return ManifestEntry(path=rel, size=n, mtime=mtime, digest=digest, algorithm=algorithm)
         try:
             with staged_write(dst_fs, dst_path, mtime=mtime) as out:
                 h = hasher(algorithm)
@@ -273,7 +392,7 @@ def _copy_one(
                         h.update(chunk)
                         out.write(chunk)
                         n += len(chunk)
-                after = _stat(src_fs, src_path)
+                after = _stat(src_fs, src_path, src_local)
                 # raising inside staged_write discards the staged copy: nothing gets placed
                 if after[0] != size or abs(after[1] - mtime) > MTIME_TOLERANCE_S or n != size:
                     raise _SourceChanged(f"{rel}: {size} B/{mtime} before, {after[0]} B/{after[1]} after")
@@ -285,6 +404,33 @@ def _copy_one(
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _list_both(
+    src_fs: AbstractFileSystem,
+    src_base: str,
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    links: LinkPolicy,
+    skipped: list[str],
+    parallel: bool,
+) -> tuple[Listing, Listing]:
+    """Source and target listings; with `parallel`, a local target is listed in a child process."""
+    collect = (
+        list_local_in_child(dst_base, include, exclude, links) if parallel and is_local(dst_fs) else None
+    )
+    try:
+        src_listing = list_files(src_fs, src_base, include, exclude, links=links, skipped=skipped)
+    except BaseException:
+        if collect is not None:
+            collect()
+        raise
+    dst_listing = (
+        collect() if collect is not None else list_files(dst_fs, dst_base, include, exclude, links=links)
+    )
+    return src_listing, dst_listing
 
 
 def copy_tree(
@@ -299,7 +445,7 @@ def copy_tree(
     max_delete: int = 100,
     dry_run: bool = False,
     transfers: int = 4,
-    previous: Manifest | None = None,
+    previous: Manifest | Callable[[], Manifest | None] | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     max_delete_pct: float | None = None,
@@ -309,30 +455,51 @@ def copy_tree(
     check_names: bool = True,
     recopy: Iterable[str] = (),
     links: LinkPolicy = "skip",
+    manifest_scope: Literal["all", "changed"] = "all",
+    plan_detail: bool = True,
+    detect_moves: bool | None = None,
+    parallel_listing: bool = False,
+    last_listed_at: float | None = None,
 ) -> TransferResult:
     """Copy a tree from one fsspec filesystem to another: plan, then copy, then delete.
 
     Returns a TransferResult whose `target_manifest` lists what is now at the target with the
     digests computed while streaming (skipped files carry the previous digest, or are read back
-    when there is none). Raises SourceNotFound for a missing or empty source and
-    DeleteLimitExceeded when the plan would delete more than `max_delete` files (or, with
+    when there is none); with `manifest_scope="changed"` it lists only the files placed by this
+    run (the CLI keeps the rest in its state store). Raises SourceNotFound for a missing or empty
+    source, DeleteLimitExceeded when the plan would delete more than `max_delete` files (or, with
     `max_delete_pct`, more than that percentage of the target's files, whichever is lower), and
     PathCollision when source paths cannot be held apart at the target (`check_names`); all before
-    anything moves. `on_copied` is called with each file's entry right after it is placed (the
-    resume journal), `on_plan(plan)` once the plan stands, before anything moves (progress),
-    `throttle(nbytes)` before each chunk is written (bandwidth limit). `links`:
+    anything moves.
+
+    `previous` is the last verified manifest of the target (or a function that loads it, called
+    only when the run needs it). `on_copied` is called with each file's entry right after it is
+    placed (the resume journal), `on_plan(plan)` once the plan stands, before anything moves
+    (progress), `throttle(nbytes)` before each chunk is written (bandwidth limit). `links`:
     local source symlinks are skipped or followed (loops detected and skipped; see list_files).
-    Per-file failures do not raise: they are in `errors` / `unstable` and `passed` is False.
+    `plan_detail=False` leaves skips out of `result.plan` (counted only). `detect_moves`: a new
+    path whose content is already at the target under another path (moved, renamed, or an
+    artifact identical to an earlier one) is copied within the target instead of sent again;
+    the default does it where that saves sending bytes (local source, remote target).
+    `parallel_listing` lists a local target in a forked child while the source is listed (for a
+    single-threaded process such as the CLI). `last_listed_at` (default: `previous.listed_at`) is
+    when the previous run listed the source: files whose mtime is within the source's mtime
+    precision of it get their digests compared before a skip. Per-file failures do not raise: they are in
+    `errors` / `unstable` and `passed` is False.
     """
     started = time.perf_counter()
+    listed_at = time.time()
     hasher(algorithm)  # fail fast on an unknown algorithm
     src_base, dst_base = strip_root(src_fs, src_root), strip_root(dst_fs, dst_root)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
+    src_local, dst_local = is_local(src_fs), is_local(dst_fs)
 
-    if not src_fs.exists(src_base):
+    if not (os.path.exists(src_base) if src_local else src_fs.exists(src_base)):
         raise SourceNotFound(dataset, src_url, "does not exist")
     links_skipped: list[str] = []
-    src_listing = list_files(src_fs, src_base, include, exclude, links=links, skipped=links_skipped)
+    src_listing, dst_listing = _list_both(
+        src_fs, src_base, dst_fs, dst_base, include, exclude, links, links_skipped, parallel_listing
+    )
     if not src_listing:
         detail = "holds no files"
         if include or exclude:
@@ -341,28 +508,42 @@ def copy_tree(
     if check_names:
         from migration_waves.transfer.names import capabilities, find_collisions
 
-        collisions = find_collisions((rel for rel, _, _ in src_listing), capabilities(dst_fs, dst_base))
+        collisions = find_collisions((row[0] for row in src_listing), capabilities(dst_fs, dst_base))
         if collisions:
             raise PathCollision(dataset, dst_url, collisions)
-    dst_listing = list_files(dst_fs, dst_base, include, exclude, links=links)
     if max_delete_pct is not None:
         max_delete = min(max_delete, math.floor(len(dst_listing) * max_delete_pct / 100))
+
+    loaded: list[Manifest | None] = []
+
+    def prior() -> Manifest | None:
+        if not loaded:
+            value = previous() if callable(previous) else previous
+            loaded.append(value if value is not None and value.algorithm == algorithm else None)
+        return loaded[0]
+
+    keeps_mtime = supports_mtime(dst_fs)
+    ref = None if keeps_mtime and manifest_scope == "changed" else prior()
+    if last_listed_at is None and ref is not None:
+        last_listed_at = ref.listed_at
+    racy_after = None if last_listed_at is None else last_listed_at - source_mtime_precision(src_fs)
     plan = plan_transfer(
         src_listing,
         dst_listing,
         delete=delete,
         max_delete=max_delete,
         dataset=dataset,
-        previous=previous,
-        dst_keeps_mtime=supports_mtime(dst_fs),
+        previous=ref,
+        dst_keeps_mtime=keeps_mtime,
         recopy=recopy,
+        racy_after=racy_after,
     )
     result = TransferResult(
         dataset=dataset,
         dry_run=dry_run,
         source=src_url,
         target=dst_url,
-        plan=plan.items,
+        plan=[],
         extra_kept=plan.extra_kept,
         links_skipped=links_skipped,
         passed=True,
@@ -373,7 +554,17 @@ def copy_tree(
             f"{_some(links_skipped)}"
             + ("; use links: follow to copy what they point to" if links == "skip" else "")
         )
+    if plan.racy:
+        _settle_racy(plan, src_fs, src_base, dst_fs, dst_base, algorithm, transfers)
+    if detect_moves is None:
+        detect_moves = src_local and not dst_local
+    moves: dict[str, str] = {}
+    if detect_moves and any(i.reason == "new" for i in plan.items):
+        moves = _find_moves(plan, prior(), dst_listing, src_fs, src_base, algorithm, transfers)
     counts = plan.counts()
+    result.plan = plan.all_items() if plan_detail or dry_run else [i for i in plan.items]
+    result.bytes_skipped = sum(row[1] for row in plan.skips)
+    result.skips = plan.skips
     if dry_run:
         result.reasons.append(
             f"dataset {dataset}: dry run; would copy {counts['copy']} files "
@@ -390,21 +581,28 @@ def copy_tree(
 
     def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None]:
         try:
-            entry = _copy_one(
-                src_fs,
-                join(src_base, item.path),
-                dst_fs,
-                join(dst_base, item.path),
-                item.path,
-                algorithm,
-                throttle,
-            )
+            if item.path in moves:
+                entry = _copy_within(
+                    dst_fs, dst_base, moves[item.path], item, algorithm, src_fs, join(src_base, item.path)
+                )
+            else:
+                entry = _copy_one(
+                    src_fs,
+                    join(src_base, item.path),
+                    dst_fs,
+                    join(dst_base, item.path),
+                    item.path,
+                    algorithm,
+                    throttle,
+                )
             if on_copied is not None:
                 on_copied(entry)
             return item, entry, None
         except Exception as exc:  # one bad file must not stop the others; it is reported
             return item, None, exc
 
+    # path order, not biggest first: a run interrupted again and again (a flaky link, kill -9)
+    # still completes its small files each time instead of restarting the same big ones
     with ThreadPoolExecutor(max_workers=max(1, transfers)) as pool:
         for item, entry, exc in pool.map(run_copy, copies):
             if entry is not None:
@@ -413,35 +611,13 @@ def copy_tree(
                 result.unstable.append(item.path)
             else:
                 result.errors.append(FileError(path=item.path, error=_describe(exc or RuntimeError())))
+    result.unstable.sort()
+    result.files_moved = sum(1 for e in copied if e.path in moves)
 
-    # Skipped files: carry the digest of the previous verified manifest; with none (first run
-    # over a pre-seeded target) read the target back, so every entry holds a real content digest.
-    prev = previous.by_path() if previous is not None and previous.algorithm == algorithm else {}
-    skips = plan.of("skip")
-    # the previous digest stands only for the same version: same size and same source mtime
-    to_hash = [
-        i
-        for i in skips
-        if i.path not in prev
-        or prev[i.path].size != i.size
-        or (i.mtime is not None and abs(prev[i.path].mtime - i.mtime) > MTIME_TOLERANCE_S)
-    ]
-
-    def rehash(item: PlanItem) -> tuple[str, str]:
-        return item.path, hash_file(dst_fs, join(dst_base, item.path), algorithm)[0]
-
-    with ThreadPoolExecutor(max_workers=max(1, transfers)) as pool:
-        read_back = dict(pool.map(rehash, to_hash))
-    skipped = [
-        ManifestEntry(
-            path=i.path,
-            size=i.size,
-            mtime=i.mtime if i.mtime is not None else prev[i.path].mtime,
-            digest=read_back[i.path] if i.path in read_back else prev[i.path].digest,
-            algorithm=algorithm,
-        )
-        for i in skips
-    ]
+    rows: list[Row] = [(e.path, e.size, e.mtime, e.digest) for e in copied]
+    result.files_skipped = len(plan.skips)
+    if manifest_scope == "all":
+        rows.extend(_skipped_rows(plan, prior(), dst_fs, dst_base, algorithm, transfers))
 
     # Deletions run last and only after every copy succeeded: a run that failed half-way must not
     # also remove the old copies of what it could not replace.
@@ -461,16 +637,16 @@ def copy_tree(
 
     result.files_copied = len(copied)
     result.bytes_copied = sum(e.size for e in copied)
-    result.files_skipped = len(skipped)
-    entries = sorted(copied + skipped, key=lambda e: e.path)
-    result.target_manifest = Manifest(root=dst_url, algorithm=algorithm, entries=entries)
+    result.target_manifest = Manifest.from_rows(dst_url, algorithm, rows)
+    result.target_manifest.listed_at = listed_at
     result.duration_s = round(time.perf_counter() - started, 3)
     result.passed = not result.errors and not result.unstable
+    moved = f" ({result.files_moved} of them copied within the target: moved or identical content)"
     result.reasons.insert(
         0,
-        f"dataset {dataset}: copied {result.files_copied} files ({human_bytes(result.bytes_copied)}), "
-        f"skipped {result.files_skipped}, deleted {result.files_deleted} from {src_url} to {dst_url} "
-        f"in {result.duration_s:.2f} s",
+        f"dataset {dataset}: copied {result.files_copied} files ({human_bytes(result.bytes_copied)})"
+        f"{moved if result.files_moved else ''}, skipped {result.files_skipped}, deleted "
+        f"{result.files_deleted} from {src_url} to {dst_url} in {result.duration_s:.2f} s",
     )
     if result.unstable:
         result.reasons.append(
@@ -485,6 +661,166 @@ def copy_tree(
             f"(first error: {first.error}); no partial file was left under a final name, re-run to resume"
         )
     return result
+
+
+def source_mtime_precision(fs: AbstractFileSystem) -> float:
+    """How far apart two writes must be for the source's mtime to tell them apart (seconds).
+
+    Local filesystems stamp mtimes from a coarse kernel clock (one timer tick, up to 10 ms);
+    object stores keep whole seconds (S3 LastModified) or milliseconds (GCS).
+    """
+    return 0.02 if is_local(fs) else 1.0
+
+
+def _settle_racy(
+    plan: TransferPlan,
+    src_fs: AbstractFileSystem,
+    src_base: str,
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    algorithm: str,
+    workers: int,
+) -> None:
+    """Compare source and target digests of each racy skip; a difference turns the skip into a copy."""
+
+    def one(rel: str) -> tuple[str, bool]:
+        try:
+            a = hash_file(src_fs, join(src_base, rel), algorithm)
+            b = hash_file(dst_fs, join(dst_base, rel), algorithm)
+        except FileNotFoundError:
+            return rel, True
+        return rel, a != b
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        changed = {rel for rel, differs in pool.map(one, plan.racy) if differs}
+    if not changed:
+        return
+    keep = []
+    for row in plan.skips:
+        if row[0] in changed:
+            plan.items.append(
+                PlanItem(
+                    path=row[0],
+                    action="copy",
+                    reason="same size and mtime, different digest",
+                    size=row[1],
+                    mtime=row[2],
+                )
+            )
+        else:
+            keep.append(row)
+    plan.skips = keep
+
+
+def _find_moves(
+    plan: TransferPlan,
+    ref: Manifest | None,
+    dst_listing: Listing,
+    src_fs: AbstractFileSystem,
+    src_base: str,
+    algorithm: str,
+    workers: int,
+) -> dict[str, str]:
+    """New paths whose content the target already holds: {new path: target path with that content}.
+
+    Candidates are new source files with the size of a file the last verified manifest vouches
+    for and that is still at the target with that size; their source is hashed (a local read)
+    and matched by digest. The copy within the target is read back like any other copy.
+    """
+    if ref is None:
+        return {}
+    there = {rel: size for rel, size, _ in dst_listing}
+    by_size: dict[int, dict[str, str]] = {}
+    for path, size, _mtime, digest in ref.rows():
+        if size > 0 and there.get(path) == size:
+            by_size.setdefault(size, {}).setdefault(digest, path)
+    candidates = [i for i in plan.items if i.reason == "new" and i.size in by_size]
+    if not candidates:
+        return {}
+
+    def one(item: PlanItem) -> tuple[str, str | None]:
+        try:
+            digest = hash_file(src_fs, join(src_base, item.path), algorithm)[0]
+        except OSError:
+            return item.path, None
+        return item.path, by_size[item.size].get(digest)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        found = {rel: origin for rel, origin in pool.map(one, candidates) if origin is not None}
+    for item in plan.items:
+        if item.path in found:
+            item.reason = f"content already at the target as {found[item.path]!r}: copied there"
+    return found
+
+
+def _copy_within(
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    origin: str,
+    item: PlanItem,
+    algorithm: str,
+    src_fs: AbstractFileSystem,
+    src_path: str,
+) -> ManifestEntry:
+    """Copy `origin` to `item.path` inside the target (server-side on object stores).
+
+    The source is hashed again after the copy: a file that changed since it was matched is
+    reported unstable, never recorded with the digest it had when matched.
+    """
+    size, mtime = _stat(src_fs, src_path, is_plain_local(src_fs))
+    if size != item.size or item.mtime is None or abs(mtime - item.mtime) > MTIME_TOLERANCE_S:
+        raise _SourceChanged(item.path)
+    target = join(dst_base, item.path)
+    if is_plain_local(dst_fs):
+        tmp = temp_name(target)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            import shutil
+
+            shutil.copyfile(join(dst_base, origin), tmp)
+            ns = int(mtime * 1_000_000_000)
+            os.utime(tmp, ns=(ns, ns))
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    else:
+        dst_fs.cp_file(join(dst_base, origin), target)
+    digest, n = hash_file(src_fs, src_path, algorithm)
+    after = _stat(src_fs, src_path, is_plain_local(src_fs))
+    if after != (size, mtime) or n != size:
+        raise _SourceChanged(item.path)
+    return ManifestEntry(path=item.path, size=n, mtime=mtime, digest=digest, algorithm=algorithm)
+
+
+def _skipped_rows(
+    plan: TransferPlan,
+    ref: Manifest | None,
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    algorithm: str,
+    workers: int,
+) -> list[Row]:
+    """Manifest rows of the skipped files: the previous digest where it stands for this version
+    (same size and source mtime), else a read-back of the target, so every row holds a real digest.
+    """
+    prev = ref.index() if ref is not None else {}
+    rows: list[Row] = []
+    to_hash: list[tuple[str, int, float]] = []
+    for rel, size, mtime in plan.skips:
+        known = prev.get(rel)
+        if known is not None and known[1] == size and abs(known[2] - mtime) <= MTIME_TOLERANCE_S:
+            rows.append((rel, size, mtime, known[3]))
+        else:
+            to_hash.append((rel, size, mtime))
+
+    def rehash(row: tuple[str, int, float]) -> Row:
+        return row[0], row[1], row[2], hash_file(dst_fs, join(dst_base, row[0]), algorithm)[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        rows.extend(pool.map(rehash, to_hash))
+    return rows
 
 
 def verify_tree(

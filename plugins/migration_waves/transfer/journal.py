@@ -2,9 +2,18 @@
 
 Layout under the state URL (any fsspec URL: a local folder, s3://, gs://):
 
-    pairs/<key>/pair.json              source, target (what the key stands for)
-    pairs/<key>/verified.parquet       target manifest after the last verified run (source mtimes)
+    pairs/<key>/pair.json              source, target (what the key stands for), algorithm, when the
+                                       last verified run listed the source, rows in the log
+    pairs/<key>/verified.parquet       the verified target manifest (source mtimes) as of its
+                                       last compaction
+    pairs/<key>/verified-log/<t>.json  what each verified run since changed: rows placed, paths
+                                       deleted (columns as JSON); base + log = verified manifest
     pairs/<key>/journal/<run>.jsonl    one line per file placed by a run not yet verified
+
+The log keeps an incremental sync from rewriting (and even loading) a 100,000-row Parquet file to
+record 1,000 changed rows: a run appends one small segment, and the log is folded into the Parquet
+base once it holds a quarter of the base's rows (at least COMPACT_MIN_ROWS), or whenever a run has
+the full manifest at hand anyway (object-store targets, --manifest-out).
 
 A file is journaled right after it is placed under its final name, so after kill -9 at any
 point a re-run finds every completed file either in the journal or (local targets) by the
@@ -27,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from migration_waves.transfer.manifest import Manifest, ManifestEntry
+from migration_waves.transfer.manifest import Manifest, ManifestEntry, Row
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from fsspec import AbstractFileSystem
 
 SEGMENT_EVERY_S = 1.0  # object-store state: flush journal lines at least this often
+COMPACT_MIN_ROWS = 5_000  # fold the verified log into the Parquet base from this many rows
 
 
 def pair_key(source: str, target: str) -> str:
@@ -66,6 +76,7 @@ class Journal:
         self._segment = 0
         self._last_flush = time.monotonic()
         self.loaded_journals: list[str] = []
+        self._info: dict[str, Any] | None = None
 
     @property
     def journal_dir(self) -> str:
@@ -77,11 +88,54 @@ class Journal:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @property
+    def log_dir(self) -> str:
+        return f"{self.dir}/verified-log"
+
+    def info(self) -> dict[str, Any]:
+        """pair.json: source, target, algorithm, listed_at, base_rows, log_rows ({} before any run)."""
+        if self._info is None:
+            try:
+                self._info = json.loads(self.fs.cat_file(f"{self.dir}/pair.json"))
+            except FileNotFoundError:
+                self._info = {}
+        return self._info
+
+    def listed_at(self, algorithm: str) -> float | None:
+        """When the last verified run with `algorithm` listed the source (epoch s), if known."""
+        info = self.info()
+        return info.get("listed_at") if info.get("algorithm") == algorithm else None
+
     def verified(self) -> Manifest | None:
-        """The manifest of the last verified run, or None."""
-        if not self.fs.exists(self.verified_path):
-            return None
-        return Manifest.read_parquet(self.fs, self.verified_path)
+        """The manifest of the last verified run (Parquet base with the log applied), or None."""
+        base = (
+            Manifest.read_parquet(self.fs, self.verified_path) if self.fs.exists(self.verified_path) else None
+        )
+        segments = self._log_segments()
+        if not segments:
+            return base
+        rows: dict[str, Row] = base.index() if base is not None else {}
+        algorithm = base.algorithm if base is not None else self.info().get("algorithm", "")
+        for name in segments:
+            seg = json.loads(self.fs.cat_file(name))
+            if seg.get("algorithm") != algorithm and base is not None:
+                continue
+            algorithm = seg["algorithm"]
+            for path in seg["deleted"]:
+                rows.pop(path, None)
+            rows.update(
+                (p, (p, size, mtime, digest))
+                for p, size, mtime, digest in zip(
+                    seg["paths"], seg["sizes"], seg["mtimes"], seg["digests"], strict=True
+                )
+            )
+        return Manifest.from_rows(self.target, algorithm, rows.values())
+
+    def _log_segments(self) -> list[str]:
+        try:
+            return sorted(n for n in self.fs.ls(self.log_dir, detail=False) if n.endswith(".json"))
+        except FileNotFoundError:
+            return []
 
     def journaled(self) -> list[ManifestEntry]:
         """Entries of runs not yet verified (oldest first; a torn last line is skipped)."""
@@ -103,26 +157,42 @@ class Journal:
                     continue  # the line being written when the process was killed
         return out
 
-    def previous(self, algorithm: str) -> tuple[Manifest | None, set[str]]:
-        """The reference for planning: verified manifest overlaid with journaled entries.
+    def unverified(self, algorithm: str) -> dict[str, ManifestEntry]:
+        """Files placed by earlier runs that were never read back: {path: entry} (journal only)."""
+        return {e.path: e for e in self.journaled() if e.algorithm == algorithm}
 
-        Returns (manifest or None, paths known only from the journal: placed, not yet read back).
-        """
+    def previous(self, algorithm: str) -> Manifest | None:
+        """The reference for planning: the verified manifest overlaid with journaled entries."""
         verified = self.verified()
-        entries: dict[str, ManifestEntry] = {}
+        rows: dict[str, Row] = {}
         if verified is not None and verified.algorithm == algorithm:
-            entries = verified.by_path()
-        unverified: set[str] = set()
+            rows = verified.index()
         for e in self.journaled():
             if e.algorithm == algorithm:
-                entries[e.path] = e
-                unverified.add(e.path)
-        if not entries:
-            return None, set()
-        manifest = Manifest(
-            root=self.target, algorithm=algorithm, entries=sorted(entries.values(), key=_path)
-        )
-        return manifest, unverified
+                rows[e.path] = (e.path, e.size, e.mtime, e.digest)
+        if not rows:
+            return None
+        return Manifest.from_rows(self.target, algorithm, rows.values())
+
+    def recopy(self) -> list[str]:
+        """Paths a run read back as different from what it sent: the next run sends them again."""
+        try:
+            return list(json.loads(self.fs.cat_file(f"{self.dir}/recopy.json")))
+        except FileNotFoundError:
+            return []
+
+    def set_recopy(self, paths: list[str]) -> None:
+        """Record (or, with [], clear) the paths the next run must send again."""
+        from migration_waves.transfer.atomic import staged_write
+
+        name = f"{self.dir}/recopy.json"
+        if not paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(name)
+            return
+        self.fs.makedirs(self.dir, exist_ok=True)
+        with staged_write(self.fs, name) as out:
+            out.write(json.dumps(sorted(paths)).encode())
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -171,28 +241,73 @@ class Journal:
                 self._fd = None
             self._flush_segment()
 
-    def commit(self, manifest: Manifest, deleted: list[str]) -> str:
-        """After a verified run: merge `manifest` into the verified manifest, drop the journals.
+    def commit(
+        self,
+        changed: Manifest,
+        deleted: list[str],
+        *,
+        complete: bool = False,
+        listed_at: float | None = None,
+    ) -> str:
+        """After a verified run: record what it placed and deleted, drop the journals.
 
-        Entries of paths outside this run (other include/exclude) are kept; deleted paths go.
+        `changed` holds the rows this run vouches for: every file in scope when `complete` (the run
+        built the whole target manifest), else only those it placed. An incomplete record goes to
+        the log, unless the log has grown enough to fold into the Parquet base. Entries of paths
+        outside this run (other include/exclude) are kept; deleted paths go. Returns the base path.
         """
         self.close()
-        merged: dict[str, ManifestEntry] = {}
-        old = self.verified()
-        if old is not None and old.algorithm == manifest.algorithm:
-            merged = old.by_path()
-        for path in deleted:
-            merged.pop(path, None)
-        merged.update(manifest.by_path())
-        self.fs.makedirs(self.dir, exist_ok=True)
-        Manifest(
-            root=self.target, algorithm=manifest.algorithm, entries=sorted(merged.values(), key=_path)
-        ).write_parquet(self.fs, self.verified_path)
+        info = dict(self.info())
+        algorithm = changed.algorithm
+        log_rows = int(info.get("log_rows", 0)) if info.get("algorithm") == algorithm else 0
+        base_rows = int(info.get("base_rows", 0)) if info.get("algorithm") == algorithm else 0
+        pending = log_rows + len(changed) + len(deleted)
+        if complete or pending >= max(COMPACT_MIN_ROWS, base_rows // 4):
+            merged: dict[str, Row] = {}
+            old = self.verified()
+            if old is not None and old.algorithm == algorithm:
+                merged = old.index()
+            for path in deleted:
+                merged.pop(path, None)
+            merged.update(changed.index())
+            self.fs.makedirs(self.dir, exist_ok=True)
+            base = Manifest.from_rows(self.target, algorithm, merged.values())
+            base.listed_at = listed_at
+            base.write_parquet(self.fs, self.verified_path)
+            for name in self._log_segments():
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(name)
+            info.update(base_rows=len(base), log_rows=0)
+        else:
+            from migration_waves.transfer.atomic import staged_write
+
+            segment = {
+                "algorithm": algorithm,
+                "paths": changed.paths,
+                "sizes": changed.sizes,
+                "mtimes": changed.mtimes,
+                "digests": changed.digests,
+                "deleted": list(deleted),
+            }
+            self.fs.makedirs(self.log_dir, exist_ok=True)
+            name = f"{self.log_dir}/{time.time_ns():020d}-{self.run_id}.json"
+            with staged_write(self.fs, name) as out:
+                out.write(json.dumps(segment, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+            info.update(log_rows=pending, base_rows=base_rows)
+        info.update(source=self.source, target=self.target, algorithm=algorithm, listed_at=listed_at)
+        self._write_info(info)
         own = [n for n in self._own_journals()]
         for name in {*self.loaded_journals, *own}:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(name)
         return self.verified_path
+
+    def _write_info(self, info: dict[str, Any]) -> None:
+        from migration_waves.transfer.atomic import staged_write
+
+        with staged_write(self.fs, f"{self.dir}/pair.json") as out:
+            out.write(json.dumps(info).encode("utf-8", "surrogatepass"))
+        self._info = info
 
     def _own_journals(self) -> list[str]:
         try:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import marshal
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from migration_waves.transfer.errors import TransferError
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from fsspec import AbstractFileSystem
 
 CHUNK_SIZE = 8 * 1024 * 1024  # 8 MiB: large enough to stream fast, small enough to keep memory flat
+LOCAL_BUFFER = 1024 * 1024  # local reads: 1 MiB stays in the CPU cache between read, hash and write
+PARALLEL_HASH_MIN = 16 * 1024 * 1024  # blake3 spreads one file over several cores from this size
 ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<uuid>
 
@@ -38,7 +42,7 @@ LINK_POLICIES: tuple[str, ...] = ("skip", "follow")
 class Hasher(Protocol):
     """The part of hashlib's interface the engine uses (blake3 has the same shape)."""
 
-    def update(self, data: bytes, /) -> Any: ...
+    def update(self, data: bytes | memoryview, /) -> Any: ...
 
     def hexdigest(self) -> str: ...
 
@@ -51,8 +55,9 @@ class _Crc32c:
 
         self._c = google_crc32c.Checksum()
 
-    def update(self, data: bytes, /) -> None:
-        self._c.update(data)
+    def update(self, data: bytes | memoryview, /) -> None:
+        # google_crc32c's C extension takes bytes only (not a view of a reused buffer)
+        self._c.update(data.tobytes() if isinstance(data, memoryview) else data)
 
     def hexdigest(self) -> str:
         return bytes(self._c.digest()).hex()
@@ -90,30 +95,112 @@ class ManifestEntry(BaseModel):
     algorithm: str
 
 
+Row = tuple[str, int, float, str]  # path, size, mtime, digest
+
+
 class Manifest(BaseModel):
-    """Every file under a root with its content digest."""
+    """Every file under a root with its content digest, held as columns.
+
+    Columns (not one object per file) keep a 1,000,000-file manifest to about 200 MB and make
+    Parquet reads and writes column copies. `entries` gives the per-file view where it is handy;
+    `Manifest(entries=[...])` is accepted too.
+    """
 
     root: str
     algorithm: str
-    entries: list[ManifestEntry] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+    sizes: list[int] = Field(default_factory=list)
+    mtimes: list[float] = Field(default_factory=list)
+    digests: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    listed_at: float | None = Field(
+        default=None, description="epoch s when the source was listed for the run that made this manifest"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entries_to_columns(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "entries" in data:
+            data = dict(data)
+            rows = [e if isinstance(e, ManifestEntry) else ManifestEntry(**e) for e in data.pop("entries")]
+            data["paths"] = [e.path for e in rows]
+            data["sizes"] = [e.size for e in rows]
+            data["mtimes"] = [e.mtime for e in rows]
+            data["digests"] = [e.digest for e in rows]
+        return data
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> Manifest:
+        if not len(self.paths) == len(self.sizes) == len(self.mtimes) == len(self.digests):
+            raise ValueError("manifest columns paths, sizes, mtimes and digests must have the same length")
+        if any(s < 0 for s in self.sizes):
+            raise ValueError("manifest sizes must be >= 0")
+        return self
+
+    @classmethod
+    def from_rows(cls, root: str, algorithm: str, rows: Iterable[Row], *, sort: bool = True) -> Manifest:
+        """Build from trusted (path, size, mtime, digest) rows without per-row validation."""
+        data = sorted(rows, key=_first) if sort else list(rows)
+        return cls.model_construct(
+            root=root,
+            algorithm=algorithm,
+            paths=[r[0] for r in data],
+            sizes=[r[1] for r in data],
+            mtimes=[r[2] for r in data],
+            digests=[r[3] for r in data],
+            created_at=datetime.now(UTC),
+            listed_at=None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> Iterator[Row]:
+        """(path, size, mtime, digest) per file, in manifest order."""
+        return zip(self.paths, self.sizes, self.mtimes, self.digests, strict=True)
+
+    @property
+    def entries(self) -> list[ManifestEntry]:
+        """One ManifestEntry per file (built on each call: prefer `rows()` for large manifests)."""
+        return [
+            ManifestEntry(path=p, size=s, mtime=m, digest=d, algorithm=self.algorithm)
+            for p, s, m, d in self.rows()
+        ]
 
     @property
     def total_bytes(self) -> int:
         """Sum of file sizes."""
-        return sum(e.size for e in self.entries)
+        return sum(self.sizes)
 
     def by_path(self) -> dict[str, ManifestEntry]:
         """Entries keyed by relative path."""
         return {e.path: e for e in self.entries}
 
+    def index(self) -> dict[str, Row]:
+        """Rows keyed by relative path (cheaper than `by_path` on large manifests)."""
+        return {r[0]: r for r in self.rows()}
+
+    def without(self, paths: Iterable[str]) -> Manifest:
+        """A copy without the given paths."""
+        drop = set(paths)
+        return Manifest.from_rows(
+            self.root, self.algorithm, (r for r in self.rows() if r[0] not in drop), sort=False
+        )
+
     def to_frame(self) -> pd.DataFrame:
         """A pandas frame with columns path, size, mtime, digest, algorithm (one row per file)."""
         import pandas as pd
 
-        columns = ["path", "size", "mtime", "digest", "algorithm"]
-        frame = pd.DataFrame([e.model_dump() for e in self.entries], columns=columns)
-        return frame.astype({"path": "object", "size": "int64", "mtime": "float64", "digest": "object"})
+        frame = pd.DataFrame(
+            {
+                "path": pd.Series(self.paths, dtype="object"),
+                "size": pd.Series(self.sizes, dtype="int64"),
+                "mtime": pd.Series(self.mtimes, dtype="float64"),
+                "digest": pd.Series(self.digests, dtype="object"),
+                "algorithm": pd.Series([self.algorithm] * len(self.paths), dtype="object"),
+            }
+        )
+        return frame
 
     def write_parquet(self, fs: AbstractFileSystem, path: str) -> str:
         """Write the manifest as Parquet (root, algorithm and created_at in the schema metadata).
@@ -130,11 +217,14 @@ class Manifest(BaseModel):
 
         table = pa.table(
             {
-                "path": pa.array([e.path for e in self.entries], pa.string()),
-                "size": pa.array([e.size for e in self.entries], pa.int64()),
-                "mtime": pa.array([e.mtime for e in self.entries], pa.float64()),
-                "digest": pa.array([e.digest for e in self.entries], pa.string()),
-                "algorithm": pa.array([e.algorithm for e in self.entries], pa.string()),
+                "path": pa.array(self.paths, pa.string()),
+                "size": pa.array(self.sizes, pa.int64()),
+                "mtime": pa.array(self.mtimes, pa.float64()),
+                "digest": pa.array(self.digests, pa.string()),
+                # one dictionary-encoded value: costs nothing, keeps each row self-describing for GX
+                "algorithm": pa.DictionaryArray.from_arrays(
+                    pa.array([0] * len(self.paths), pa.int32()), pa.array([self.algorithm], pa.string())
+                ),
             }
         )
         meta = {
@@ -142,6 +232,8 @@ class Manifest(BaseModel):
             b"migration_waves.algorithm": self.algorithm.encode(),
             b"migration_waves.created_at": self.created_at.isoformat().encode(),
         }
+        if self.listed_at is not None:
+            meta[b"migration_waves.listed_at"] = repr(self.listed_at).encode()
         table = table.replace_schema_metadata(meta)
         buf = io.BytesIO()
         pq.write_table(table, buf)
@@ -156,20 +248,29 @@ class Manifest(BaseModel):
 
         with fs.open(path, "rb") as f:
             # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.3 s of CLI startup)
-            table = pq.ParquetFile(f).read()
+            table = pq.ParquetFile(f).read(columns=["path", "size", "mtime", "digest"])
         meta = table.schema.metadata or {}
         if b"migration_waves.algorithm" not in meta:
             raise ValueError(
                 f"{path} is not a migration-waves manifest (no migration_waves.* schema metadata); "
                 "write it with Manifest.write_parquet"
             )
-        rows = table.to_pylist()
-        return cls(
+        return cls.model_construct(
             root=meta[b"migration_waves.root"].decode(),
             algorithm=meta[b"migration_waves.algorithm"].decode(),
             created_at=datetime.fromisoformat(meta[b"migration_waves.created_at"].decode()),
-            entries=[ManifestEntry(**row) for row in rows],
+            listed_at=float(meta[b"migration_waves.listed_at"])
+            if b"migration_waves.listed_at" in meta
+            else None,
+            paths=table.column("path").to_pylist(),
+            sizes=table.column("size").to_pylist(),
+            mtimes=table.column("mtime").to_pylist(),
+            digests=table.column("digest").to_pylist(),
         )
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def strip_root(fs: AbstractFileSystem, root: str) -> str:
@@ -261,6 +362,27 @@ def _walk_local(base: str, links: LinkPolicy, skipped: list[str] | None) -> list
     return out
 
 
+def _list_local_rows(
+    base: str,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    links: LinkPolicy,
+    skipped: list[str] | None = None,
+) -> Listing:
+    if os.path.isfile(base):
+        raise TransferError(f"{base} is a file, not a folder; point the dataset at the folder that holds it")
+    if not os.path.isdir(base):
+        return []
+    filtered = bool(include or exclude)
+    rows = [
+        row
+        for row in _walk_local(base, links, skipped)
+        if not is_temp_name(row[0]) and (not filtered or _selected(row[0], include, exclude))
+    ]
+    rows.sort(key=_first)
+    return rows
+
+
 def list_files(
     fs: AbstractFileSystem,
     root: str,
@@ -279,20 +401,8 @@ def list_files(
     if links not in LINK_POLICIES:
         raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
-    if _is_local(fs):
-        if os.path.isfile(base):
-            raise TransferError(
-                f"{root} is a file, not a folder; point the dataset at the folder that holds it"
-            )
-        if not os.path.isdir(base):
-            return []
-        rows = [
-            (rel, size, mtime)
-            for rel, size, mtime in _walk_local(base, links, skipped)
-            if not is_temp_name(rel) and _selected(rel, include, exclude)
-        ]
-        rows.sort(key=lambda row: row[0])
-        return rows
+    if is_local(fs):
+        return _list_local_rows(base, include, exclude, links, skipped)
     try:
         found = fs.find(base, detail=True, withdirs=False)
     except FileNotFoundError:
@@ -317,20 +427,109 @@ def list_files(
     return out
 
 
-def _is_local(fs: AbstractFileSystem) -> bool:
+def is_plain_local(fs: AbstractFileSystem) -> bool:
+    """Exactly fsspec's local filesystem: file I/O may bypass it with os-level calls.
+
+    A subclass may change how files are opened (fault injection, auditing): it keeps fsspec's path.
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    return type(fs) is LocalFileSystem
+
+
+def list_local_in_child(
+    root: str, include: Sequence[str] = (), exclude: Sequence[str] = (), links: LinkPolicy = "skip"
+) -> Callable[[], Listing] | None:
+    """Start listing a local folder in a forked child; returns a function that waits for the rows.
+
+    rsync lists its sender and receiver sides in two processes; this lets a single-threaded
+    caller (the CLI) list the target on a second core while it lists the source. The rows come
+    back through a pipe with `marshal` (names with undecodable bytes survive: surrogates pass).
+    Returns None where forking is unsafe (threads running, no fork): list in-process then.
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return None
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: list, send, and leave without running the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            try:
+                payload = marshal.dumps((True, _list_local_rows(root, include, exclude, links)))
+            except BaseException as exc:
+                payload = marshal.dumps((False, f"{type(exc).__name__}: {exc}"))
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+
+    def collect() -> Listing:
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        if not data:
+            raise TransferError(f"listing {root} in a child process failed without a reply")
+        ok, rows = marshal.loads(data)
+        if not ok:
+            raise TransferError(f"listing {root} failed: {rows}")
+        return [tuple(r) for r in rows]
+
+    return collect
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    """Whether `fs` is the local disk (listings walk it with os.scandir)."""
     from fsspec.implementations.local import LocalFileSystem
 
     return isinstance(fs, LocalFileSystem)
 
 
 def hash_file(fs: AbstractFileSystem, path: str, algorithm: str) -> tuple[str, int]:
-    """Digest and byte count of one file, read in 8 MiB chunks."""
+    """Digest and byte count of one file (local files take the fast path of `hash_local_file`)."""
+    if is_plain_local(fs):
+        return hash_local_file(fs._strip_protocol(path), algorithm)
     h = hasher(algorithm)
     n = 0
     with fs.open(path, "rb") as f:
         while chunk := f.read(CHUNK_SIZE):
             h.update(chunk)
             n += len(chunk)
+    return h.hexdigest(), n
+
+
+def hash_local_file(path: str, algorithm: str) -> tuple[str, int]:
+    """Digest and byte count of a local file.
+
+    blake3 hashes a memory map of the file in native code without holding the GIL, on several
+    threads for big files; the other algorithms read 1 MiB at a time into one reused buffer. A
+    file whose size changes while it is hashed is hashed again from a stream, so the byte count
+    always matches the bytes that were hashed.
+    """
+    if algorithm == "blake3":
+        import blake3
+
+        before = os.stat(path).st_size
+        if before:
+            threads = blake3.blake3.AUTO if before >= PARALLEL_HASH_MIN else 1
+            h = blake3.blake3(max_threads=threads)
+            h.update_mmap(path)
+            if os.stat(path).st_size == before:
+                return h.hexdigest(), before
+    h = hasher(algorithm)
+    buf = bytearray(LOCAL_BUFFER)
+    view = memoryview(buf)
+    n = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while got := os.readv(fd, [buf]):
+            h.update(view[:got])
+            n += got
+    finally:
+        os.close(fd)
     return h.hexdigest(), n
 
 

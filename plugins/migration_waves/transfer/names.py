@@ -104,6 +104,18 @@ def _undecodable(path: str) -> bool:
     return False
 
 
+def _bad_component(p: str) -> bool:
+    # an empty, "." or ".." component, found with string tests instead of a split per path
+    return (
+        p in ("", ".", "..")
+        or p.startswith(("/", "./", "../"))
+        or p.endswith(("/", "/.", "/.."))
+        or "//" in p
+        or "/./" in p
+        or "/../" in p
+    )
+
+
 def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str, list[str]]]:
     """Groups of relative paths the target cannot hold apart, each with the reason, sorted.
 
@@ -112,35 +124,45 @@ def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str,
     components longer than the target allows.
     """
     found: list[tuple[str, list[str]]] = []
-    by_key: dict[str, list[str]] = defaultdict(list)
     all_paths = sorted(set(paths))
+    folds = not (caps.case_sensitive and caps.normalisation_sensitive)
     for p in all_paths:
-        by_key[target_key(p, caps)].append(p)
-        parts = p.split("/")
-        if any(part in ("", ".", "..") for part in parts):
+        if _bad_component(p):
             found.append(("empty, '.' or '..' path component (doubled or trailing slash)", [p]))
-        if caps.utf8_only and _undecodable(p):
+        if p.isascii():
+            if caps.name_max is None or len(p) <= caps.name_max:
+                continue  # every component is shorter than the whole path
+        elif caps.utf8_only and _undecodable(p):
             found.append(("name is not valid UTF-8 and the target stores UTF-8 keys", [p]))
-        elif caps.name_max is not None and any(
-            len(part.encode("utf-8", "surrogateescape")) > caps.name_max for part in parts
+            continue
+        if caps.name_max is not None and any(
+            len(part.encode("utf-8", "surrogateescape")) > caps.name_max for part in p.split("/")
         ):
             found.append((f"a path component is longer than {caps.name_max} bytes", [p]))
-    for group in by_key.values():
-        if len(group) > 1:
-            why = []
-            if len({unicodedata.normalize("NFC", g) for g in group}) < len(group):
-                why.append("Unicode normalisation (NFC/NFD) twins")
-            if len({g.casefold() for g in group}) < len(group):
-                why.append("case-only twins")
-            found.append((" and ".join(why) + " on a target that folds them", group))
+    keys: dict[str, str] = {}
+    if folds:
+        by_key: dict[str, list[str]] = defaultdict(list)
+        for p in all_paths:
+            by_key[target_key(p, caps)].append(p)
+        for group in by_key.values():
+            if len(group) > 1:
+                why = []
+                if len({unicodedata.normalize("NFC", g) for g in group}) < len(group):
+                    why.append("Unicode normalisation (NFC/NFD) twins")
+                if len({g.casefold() for g in group}) < len(group):
+                    why.append("case-only twins")
+                found.append((" and ".join(why) + " on a target that folds them", group))
+        keys = {target_key(p, caps): p for p in all_paths}
+    else:
+        keys = {p: p for p in all_paths}
     # a file `a` and a file `a/b`: `a` would have to be a file and a folder at once
-    keys = {target_key(p, caps): p for p in all_paths}
+    folders: dict[str, str] = {}
     for key, p in keys.items():
-        parts = key.split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
-            if parent in keys:
-                found.append(("a file and a folder with the same name", [keys[parent], p]))
-                break
+        cut = key.find("/")
+        while cut != -1:
+            folders.setdefault(key[:cut], p)
+            cut = key.find("/", cut + 1)
+    for key in sorted(folders.keys() & keys.keys()):
+        found.append(("a file and a folder with the same name", [keys[key], folders[key]]))
     found.sort(key=lambda row: (row[1], row[0]))
     return found

@@ -108,6 +108,9 @@ class RunSummary(BaseModel):
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
     extra_kept: int = 0
+    files_moved: int = Field(
+        default=0, description="copied within the target: moved, renamed or known content"
+    )
     plan: list[PlanItem] | None = None
     state_dir: str | None = None
     manifest: str | None = None
@@ -125,26 +128,25 @@ def open_url(url: str) -> tuple[AbstractFileSystem, str]:
 
 
 def _read_back(
-    fs: AbstractFileSystem, base: str, manifest: Manifest, paths: Sequence[str], workers: int
+    fs: AbstractFileSystem, base: str, want: dict[str, tuple[int, str]], algorithm: str, workers: int
 ) -> tuple[list[str], int]:
-    """Hash `paths` at the target; (paths whose bytes differ from the manifest, bytes read)."""
-    want = manifest.by_path()
+    """Hash `want` ({path: (size, digest)}) at the target; (paths whose bytes differ, bytes read)."""
 
     def one(rel: str) -> tuple[str, bool, int]:
         try:
-            digest, n = hash_file(fs, join(base, rel), manifest.algorithm)
+            digest, n = hash_file(fs, join(base, rel), algorithm)
         except FileNotFoundError:
             return rel, False, 0
-        return rel, digest == want[rel].digest and n == want[rel].size, n
+        return rel, (n, digest) == want[rel], n
 
     bad: list[str] = []
     total = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for rel, ok, n in pool.map(one, paths):
+        for rel, ok, n in pool.map(one, sorted(want)):
             total += n
             if not ok:
                 bad.append(rel)
-    return sorted(bad), total
+    return bad, total
 
 
 def _remove_stale_temps(fs: AbstractFileSystem, base: str) -> int:
@@ -185,6 +187,7 @@ def run_transfer(
     reading it back, is read back at the target. Raises TransferError (and its subclasses
     SourceNotFound, DeleteLimitExceeded, PathCollision) before anything moves.
     """
+    from migration_waves.transfer.atomic import supports_mtime
     from migration_waves.transfer.journal import Journal, default_state_url
 
     started = time.perf_counter()
@@ -196,8 +199,13 @@ def run_transfer(
     dst_fs, dst_base = open_url(target)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     journal = Journal(state or default_state_url(), src_url, dst_url)
-    previous, unverified = journal.previous(algorithm)
+    unverified = journal.unverified(algorithm)
     interrupted = bool(journal.loaded_journals)
+    recopy = journal.recopy()
+    # A local target keeps the source mtimes, so its own listing decides and the run records only
+    # what it changed; elsewhere (object stores) the previous manifest is the reference, and with
+    # --manifest-out the whole manifest is wanted: then the run builds it complete.
+    complete = bool(manifest_out) or not supports_mtime(dst_fs)
 
     result = copy_tree(
         src_fs,
@@ -211,12 +219,17 @@ def run_transfer(
         max_delete_pct=pct_cap,
         dry_run=dry_run,
         transfers=transfers,
-        previous=previous,
+        previous=lambda: journal.previous(algorithm),
         include=include,
         exclude=exclude,
         on_copied=None if dry_run else journal.record,
         throttle=throttle,
         links=links,
+        recopy=recopy,
+        manifest_scope="all" if complete else "changed",
+        plan_detail=dry_run,
+        parallel_listing=True,
+        last_listed_at=journal.listed_at(algorithm),
     )
     summary = RunSummary(
         mode=mode,
@@ -227,17 +240,19 @@ def run_transfer(
         unstable=result.unstable,
         errors=result.errors,
         extra_kept=len(result.extra_kept),
+        files_moved=result.files_moved,
         state_dir=journal.fs.unstrip_protocol(journal.dir),
     )
-    plan = {i.path: i for i in result.plan}
+    copies = [i for i in result.plan if i.action == "copy"]
+    deletes = [i for i in result.plan if i.action == "delete"]
     if dry_run:
         summary.plan = result.plan
-        summary.files_copied = len([i for i in result.plan if i.action == "copy"])
-        summary.bytes_copied = sum(i.size for i in result.plan if i.action == "copy")
-        summary.files_skipped = len([i for i in result.plan if i.action == "skip"])
-        summary.bytes_skipped = sum(i.size for i in result.plan if i.action == "skip")
-        summary.files_deleted = len([i for i in result.plan if i.action == "delete"])
-        summary.bytes_deleted = sum(i.size for i in result.plan if i.action == "delete")
+        summary.files_copied = len(copies)
+        summary.bytes_copied = sum(i.size for i in copies)
+        summary.files_skipped = len(result.plan) - len(copies) - len(deletes)
+        summary.bytes_skipped = result.bytes_skipped
+        summary.files_deleted = len(deletes)
+        summary.bytes_deleted = sum(i.size for i in deletes)
         summary.passed = True
         summary.reasons = list(result.reasons)
         summary.duration_s = round(time.perf_counter() - started, 3)
@@ -246,33 +261,52 @@ def run_transfer(
     journal.close()
     manifest = result.target_manifest
     assert manifest is not None  # always set on a real run
-    placed = manifest.by_path()
-    copied = [i.path for i in result.plan if i.action == "copy" and i.path in placed]
-    skipped_unverified = [p for p, i in plan.items() if i.action == "skip" and p in unverified]
-    mismatched, _ = _read_back(dst_fs, dst_base, manifest, copied + skipped_unverified, transfers)
+    placed = {i.path for i in copies}
+    # read back: every file placed now, and every file an interrupted run placed but never read back
+    want = {p: (size, digest) for p, size, _, digest in manifest.rows() if p in placed}
+    stale = {p: (e.size, e.digest) for p, e in unverified.items() if p not in placed}
+    if stale:
+        skipped = {row[0] for row in result.skips}
+        want.update((p, v) for p, v in stale.items() if p in skipped)
+    mismatched, _ = _read_back(dst_fs, dst_base, want, algorithm, transfers)
     summary.mismatched = mismatched
     summary.files_copied = result.files_copied
     summary.bytes_copied = result.bytes_copied
     summary.files_skipped = result.files_skipped
-    summary.bytes_skipped = sum(i.size for i in result.plan if i.action == "skip")
+    summary.bytes_skipped = result.bytes_skipped
     summary.files_deleted = result.files_deleted
-    summary.bytes_deleted = sum(i.size for i in result.plan if i.action == "delete")
+    summary.bytes_deleted = sum(i.size for i in deletes)
     bad = set(mismatched)
-    ok = [e for e in manifest.entries if e.path not in bad]
-    summary.files_verified = len(ok)
-    summary.bytes_verified = sum(e.size for e in ok)
+    sizes = {row[0]: row[1] for row in result.skips} if bad else {}
+    summary.files_verified = result.files_copied + result.files_skipped - len(bad)
+    summary.bytes_verified = (
+        result.bytes_copied
+        + result.bytes_skipped
+        - sum(want[p][0] if p in want else sizes.get(p, 0) for p in bad)
+    )
     summary.reasons = list(result.reasons)
     if mismatched:
+        journal.set_recopy(mismatched)
         summary.reasons.append(
             f"{len(mismatched)} files read back at {dst_url} differ from what was sent: "
-            f"{', '.join(mismatched[:5])}; re-run to copy them again"
+            f"{', '.join(mismatched[:5])}; re-run: the next run sends them again"
         )
     summary.passed = result.passed and not mismatched
-    deleted = [i.path for i in result.plan if i.action == "delete"]
-    # an unchanged tree leaves the verified manifest as it is: no Parquet write on a no-op sync
-    changed = bool(copied or deleted or interrupted or skipped_unverified) or previous is None
+    deleted = [i.path for i in deletes]
+    # an unchanged tree leaves the state as it is: no write at all on a no-op sync
+    changed = bool(placed or deleted or interrupted or want or recopy) or not journal.info()
     if summary.passed and changed:
-        journal.commit(manifest, deleted)
+        vouched = manifest if complete else manifest.without(bad)
+        if stale and not complete:
+            rows = list(vouched.rows()) + [
+                (p, e.size, e.mtime, e.digest)
+                for p, e in unverified.items()
+                if p in stale and p in want and p not in bad
+            ]
+            vouched = Manifest.from_rows(manifest.root, algorithm, rows)
+        journal.commit(vouched, deleted, complete=complete, listed_at=manifest.listed_at)
+        if recopy:
+            journal.set_recopy([])
         if interrupted:
             _remove_stale_temps(dst_fs, dst_base)
     if manifest_out:
