@@ -19,9 +19,10 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup, TriggerRule
 
 from migration_waves.airflow import operators as ops
 from migration_waves.airflow.approval import APPROVAL_PARAM, NeedApprovalOperator, approval_task
+from migration_waves.airflow.managed_transfer import copy_operator_for
 from migration_waves.airflow.notify import wave_notifiers
 from migration_waves.spec.loader import SpecError, load_wave, spec_files
-from migration_waves.spec.models import DatasetClass, WaveSpec
+from migration_waves.spec.models import Dataset, DatasetClass, WaveSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
 
         with TaskGroup("data") as data:
             for ds in spec.datasets:
-                _dataset_tasks(ds.name, ds.class_, spec, common)
+                _dataset_tasks(ds, spec, common)
 
         with TaskGroup("gpu") as gpu:
             for image in spec.golden_image_names:
@@ -129,7 +130,7 @@ def build_wave_dag(spec_path: str | Path) -> DAG:
             last = freeze
             mutable = [d for d in spec.datasets if d.class_ is DatasetClass.MUTABLE]
             for ds in mutable:
-                sync = ops.CopyDatasetOperator(
+                sync = copy_operator_for(ds)(
                     task_id=f"{ds.name}-final-sync", subject=ds.name, mode="final", **common
                 )
                 verify = ops.VerifyDatasetOperator(
@@ -197,10 +198,14 @@ def _queue_for_image(spec: WaveSpec, image: str) -> str:
     return cloud[0].queue if cloud else "default"
 
 
-def _dataset_tasks(name: str, klass: DatasetClass, spec: WaveSpec, common: dict[str, Any]) -> None:
+def _dataset_tasks(ds: Dataset, spec: WaveSpec, common: dict[str, Any]) -> None:
+    """snapshot -> seed -> verify (mutable: -> sync -> verify); a managed engine's dataset copies through
+    the service (managed_transfer.py), and the same verify task reads its target back."""
+    name, klass = ds.name, ds.class_
+    copy_op = copy_operator_for(ds)
     with TaskGroup(name):
         snap = ops.SnapshotManifestOperator(task_id="snapshot", subject=name, **common)
-        seed = ops.CopyDatasetOperator(
+        seed = copy_op(
             task_id="seed" if klass is not DatasetClass.TELEMETRY else "ingest",
             subject=name,
             mode="seed",
@@ -209,7 +214,7 @@ def _dataset_tasks(name: str, klass: DatasetClass, spec: WaveSpec, common: dict[
         verify = ops.VerifyDatasetOperator(task_id="verify", subject=name, mode="seed", **common)
         snap >> seed >> verify
         if klass is DatasetClass.MUTABLE:
-            sync = ops.CopyDatasetOperator(task_id="sync", subject=name, mode="sync", **common)
+            sync = copy_op(task_id="sync", subject=name, mode="sync", **common)
             verify_sync = ops.VerifyDatasetOperator(
                 task_id="verify-sync", subject=name, mode="sync", **common
             )

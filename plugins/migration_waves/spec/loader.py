@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from migration_waves.spec.governance import find_secrets, missing_tags
-from migration_waves.spec.models import GoldenImage, WaveSpec
+from migration_waves.spec.models import Dataset, GoldenImage, Site, WaveSpec, engine_problems
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -55,13 +55,24 @@ class SpecError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+#: Tags pydantic inserts into an error's location for a discriminated union; not user-visible keys.
+_UNION_TAGS = {"inference", "training", "datasync", "storage_transfer", "native"}
+
+
+def _is_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    part, before = loc[i], loc[i - 1] if i else None
+    if part in ("inference", "training"):
+        return isinstance(before, int)  # workloads[i].<kind>
+    return part in _UNION_TAGS and before == "engine_options"
+
+
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("inference", "training") and out.endswith("]"):
-            continue  # discriminated-union tag pydantic inserts; not a user-visible key
+        elif _is_tag(loc, i):
+            continue
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -69,13 +80,13 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> str:
 
 def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
     cur = data
-    for part in loc:
+    for i, part in enumerate(loc):
+        if _is_tag(loc, i):
+            continue
         if isinstance(cur, dict) and part in cur:
             cur = cur[part]
         elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
             cur = cur[part]
-        elif isinstance(cur, dict) and part in ("inference", "training"):
-            continue
         else:
             return _MISSING
     return cur
@@ -94,6 +105,11 @@ def _fix_hint(err: dict[str, Any], model: type[BaseModel], loc: tuple[int | str,
         return "use lower-case letters, digits and '-' (at most 63 characters), e.g. digits-corpus"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    if kind == "union_tag_invalid" and loc and loc[-1] == "engine_options":
+        return (
+            "engine_options apply only to engine: datasync or storage_transfer; set the dataset's engine, "
+            "or remove engine_options"
+        )
     if kind == "ip_any_network":
         return "not a CIDR network (host bits zero), e.g. 10.20.0.0/16"
     return msg
@@ -103,15 +119,26 @@ def _problems_from(exc: ValidationError, file: str, raw: Any, model: type[BaseMo
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        message = _fix_hint(dict(err), model, loc)
+        if loc[:1] == ("datasets",) and "engine_options" in loc:
+            message = f"{_dataset_label(raw, loc)}: {message}"
         problems.append(
             Problem(
                 file=file,
                 field=_loc_to_path(loc),
                 value=_value_at(raw, loc) if err["type"] != "missing" else _MISSING,
-                message=_fix_hint(dict(err), model, loc),
+                message=message,
             )
         )
     return problems
+
+
+def _dataset_label(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """'wave W, dataset D' for an error under datasets[i], from the raw mapping."""
+    wave = raw.get("wave") if isinstance(raw, dict) else None
+    item = _value_at(raw, loc[:2])
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"wave {wave}, dataset {name if name is not None else loc[1]}"
 
 
 def _read_yaml(path: Path) -> Any:
@@ -137,7 +164,7 @@ def load_wave(path: str | Path) -> WaveSpec:
         raise SpecError(
             [Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")]
         )
-    references = _reference_problems(raw, str(path))
+    references = _reference_problems(raw, str(path)) + _engine_problems(raw, str(path))
     try:
         spec = WaveSpec.model_validate(raw)
     except ValidationError as exc:
@@ -192,6 +219,32 @@ def _reference_problems(raw: dict[str, Any], file: str) -> list[Problem]:
                             f"site {site!r} is not under sites (known: {known}); add it or fix the name",
                         )
                     )
+    return problems
+
+
+def _engine_problems(raw: dict[str, Any], file: str) -> list[Problem]:
+    """Managed-engine rules per dataset, with exact fields, even beside other errors in the spec.
+
+    A dataset or site that does not validate on its own is left to the field errors pydantic gives.
+    """
+    sites: dict[str, Site] = {}
+    for name, site in (raw.get("sites") if isinstance(raw.get("sites"), dict) else {}).items():
+        try:
+            sites[str(name)] = Site.model_validate(site)
+        except ValidationError:
+            continue
+    items = raw.get("datasets") if isinstance(raw.get("datasets"), list) else []
+    wave = str(raw.get("wave", Path(file).stem))
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        try:
+            ds = Dataset.model_validate(item)
+        except ValidationError:
+            continue
+        problems.extend(
+            Problem(file, field, _MISSING if value is None else value, message)
+            for field, value, message in engine_problems(wave, i, ds, sites)
+        )
     return problems
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -105,6 +106,221 @@ class Budget(StrictModel):
 LOCATION_RE = re.compile(r"^(?P<site>[a-z0-9][a-z0-9_-]*):(?P<path>.*)$")
 
 
+class TransferEngine(StrEnum):
+    """Who moves a dataset's bytes; our own manifest verification follows whichever it is."""
+
+    NATIVE = "native"  # our engine: hash while streaming, atomic placement, resume journal
+    DATASYNC = "datasync"  # AWS DataSync, through the amazon provider's DataSyncHook
+    STORAGE_TRANSFER = "storage_transfer"  # Google Storage Transfer Service, through the google provider
+
+
+MANAGED_ENGINES = (TransferEngine.DATASYNC, TransferEngine.STORAGE_TRANSFER)
+
+_DATASYNC_TASK_ARN = re.compile(r"^arn:aws[a-z-]*:datasync:[a-z0-9-]+:\d{12}:task/task-[0-9a-z]{17}$")
+_DATASYNC_LOCATION_ARN = re.compile(r"^arn:aws[a-z-]*:datasync:[a-z0-9-]+:\d{12}:location/loc-[0-9a-z]{17}$")
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_STS_JOB_NAME = re.compile(r"^transferJobs/[A-Za-z0-9._~-]+$")
+_STS_AGENT_POOL = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/agentPools/[a-z0-9-]+$")
+
+
+def _check(pattern: re.Pattern[str], value: str | None, what: str, example: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"{value!r} is not {what}; e.g. {example}")
+    return value
+
+
+class DataSyncOptions(StrictModel):
+    """AWS DataSync: an existing task, or the two locations whose task is found (or created)."""
+
+    engine: Literal["datasync"] = "datasync"  # tag, filled in from the dataset's engine
+    task_arn: str | None = Field(default=None, description="an existing DataSync task to start")
+    source_location_arn: str | None = Field(
+        default=None, description="DataSync location of the source (e.g. the on-prem NFS/SMB share)"
+    )
+    destination_location_arn: str | None = Field(
+        default=None, description="DataSync location of the target (the S3 bucket and prefix)"
+    )
+    conn_id: str | None = Field(
+        default=None,
+        description="Airflow aws connection; default: the s3:// site's conn_id, else aws_default",
+    )
+    region: str | None = None
+    poll_interval_s: int = Field(
+        default=30, ge=0, le=900, description="seconds between status polls of the task execution"
+    )
+    timeout_minutes: float = Field(default=24 * 60, gt=0, description="give up waiting after this long")
+
+    @field_validator("task_arn")
+    @classmethod
+    def _task(cls, value: str | None) -> str | None:
+        return _check(_DATASYNC_TASK_ARN, value, "a DataSync task ARN",
+                      "arn:aws:datasync:us-east-1:111122223333:task/task-0123456789abcdef0")  # fmt: skip
+
+    @field_validator("source_location_arn", "destination_location_arn")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        return _check(_DATASYNC_LOCATION_ARN, value, "a DataSync location ARN",
+                      "arn:aws:datasync:us-east-1:111122223333:location/loc-0123456789abcdef0")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _task_or_locations(self) -> DataSyncOptions:
+        locations = (self.source_location_arn, self.destination_location_arn)
+        if self.task_arn and any(locations):
+            raise ValueError(
+                "give either task_arn or source_location_arn + destination_location_arn, not both"
+            )
+        if not self.task_arn and not all(locations):
+            raise ValueError(
+                "datasync needs task_arn (an existing task), or both source_location_arn and "
+                "destination_location_arn (a task between them is found or created)"
+            )
+        return self
+
+
+class StorageTransferOptions(StrictModel):
+    """Google Storage Transfer Service: the project, and optionally an existing transfer job."""
+
+    engine: Literal["storage_transfer"] = "storage_transfer"  # tag, filled in from the dataset's engine
+    project_id: str = Field(description="Google Cloud project that owns the transfer job")
+    job_name: str | None = Field(
+        default=None,
+        description="an existing job (transferJobs/...) to run as it is; absent: one is created per dataset",
+    )
+    conn_id: str | None = Field(
+        default=None,
+        description="Airflow google_cloud_platform connection; default: the gs:// site's conn_id, else "
+        "google_cloud_default",
+    )
+    aws_conn_id: str | None = Field(
+        default=None, description="s3:// source: the aws connection whose keys the job reads with"
+    )
+    aws_role_arn: str | None = Field(
+        default=None, description="s3:// source: an IAM role the service assumes instead of keys"
+    )
+    source_agent_pool: str | None = Field(
+        default=None,
+        description="local (POSIX) source: projects/<p>/agentPools/<pool> of the transfer agents",
+    )
+    poll_interval_s: int = Field(default=10, ge=0, le=900)
+    timeout_minutes: float = Field(default=24 * 60, gt=0)
+
+    @field_validator("project_id")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        return _check(_GCP_PROJECT, value, "a Google Cloud project id", "ml-landing-prod") or value
+
+    @field_validator("job_name")
+    @classmethod
+    def _job(cls, value: str | None) -> str | None:
+        return _check(_STS_JOB_NAME, value, "a transfer job name", "transferJobs/corpus-seed")
+
+    @field_validator("source_agent_pool")
+    @classmethod
+    def _pool(cls, value: str | None) -> str | None:
+        return _check(
+            _STS_AGENT_POOL, value, "an agent pool name", "projects/ml-landing-prod/agentPools/dc-east"
+        )
+
+
+#: engine_problems' value for a field that is absent (lint then shows no value).
+_MISSING_VALUE: Any = None
+
+EngineOptions = Annotated[DataSyncOptions | StorageTransferOptions, Field(discriminator="engine")]
+
+
+def storage_scheme(storage: str) -> str:
+    """The kind of store a site URL points at: s3, gs, file (a path or file://), or its scheme."""
+    if "://" not in storage:
+        return "file"
+    scheme = storage.split("://", 1)[0].lower()
+    return {"s3a": "s3", "s3n": "s3", "gcs": "gs", "local": "file"}.get(scheme, scheme)
+
+
+def engine_problems(
+    wave: str, index: int, ds: Dataset, sites: Mapping[str, Site]
+) -> list[tuple[str, Any, str]]:
+    """What a managed engine cannot do with this dataset, as (field, value, fix) triples.
+
+    Its options must be present, native-only fields absent, and the engine must fit the stores of
+    the dataset's sites; WaveSpec checks these, and the lint checks them on the raw mapping too, so
+    that they are reported with exact fields beside any other error.
+    """
+    if ds.engine is TransferEngine.NATIVE:
+        return []
+    where = f"wave {wave}, dataset {ds.name}"
+    at = f"datasets[{index}]"
+    problems: list[tuple[str, Any, str]] = []
+
+    def add(field: str, value: Any, fix: str) -> None:
+        problems.append((f"{at}.{field}", value, f"{where}: {fix}"))
+
+    kind: dict[str, str] = {}
+    for field in ("source", "target"):
+        site = getattr(ds, field).split(":", 1)[0]
+        if site in sites:  # an unknown site is reported by the reference checks
+            kind[field] = storage_scheme(sites[site].storage)
+    src, dst = kind.get("source"), kind.get("target")
+    opts = ds.engine_options
+    engine = ds.engine.value
+    if opts is None:
+        needs = {
+            "datasync": "task_arn, or source_location_arn and destination_location_arn",
+            "storage_transfer": "project_id (and optionally job_name)",
+        }[engine]
+        add("engine_options", _MISSING_VALUE, f"engine {engine} needs engine_options with {needs}; add them")
+    for field, on in (("include", ds.include), ("exclude", ds.exclude), ("links", ds.links == "follow")):
+        if on:
+            add(
+                field,
+                getattr(ds, field),
+                f"{field} applies only to engine native (the managed engine "
+                f"{engine} copies the whole folder); remove it or use engine: native",
+            )
+    if ds.class_ is DatasetClass.TELEMETRY:
+        add(
+            "class",
+            ds.class_.value,
+            f"class telemetry holds back files still being appended to, which "
+            f"engine {engine} cannot do; use engine: native for telemetry",
+        )
+    if ds.engine is TransferEngine.DATASYNC:
+        if dst == "gs":
+            add(
+                "engine",
+                ds.engine.value,
+                "engine datasync cannot write to the gs:// target; use engine: "
+                "storage_transfer for a Google Cloud Storage target",
+            )
+        elif dst not in (None, "s3", "file"):
+            add(
+                "engine",
+                ds.engine.value,
+                f"engine datasync cannot write to a {dst}:// target; its "
+                "targets here are s3:// or a share mounted at the site (a path)",
+            )
+    if ds.engine is TransferEngine.STORAGE_TRANSFER and isinstance(opts, StorageTransferOptions):
+        if dst not in (None, "gs"):
+            add(
+                "target",
+                ds.target,
+                f"engine storage_transfer writes only to Google Cloud Storage, not to "
+                f"{dst}://; point the target at a gs:// site, or use engine: datasync for s3://",
+            )
+        if src not in (None, "gs", "s3", "file"):
+            add(
+                "source",
+                ds.source,
+                f"engine storage_transfer reads gs://, s3:// or a local path (through "
+                f"its agents), not {src}://; use engine: native",
+            )
+        for field, applies in (("aws_role_arn", "s3"), ("aws_conn_id", "s3"), ("source_agent_pool", "file")):
+            value = getattr(opts, field)
+            if value and src not in (None, applies):
+                what = "an s3:// source" if applies == "s3" else "a local (POSIX) source"
+                add(f"engine_options.{field}", value, f"{field} applies only to {what}; remove it")
+    return problems
+
+
 class Dataset(StrictModel):
     """A dataset to move from a source site to a target site."""
 
@@ -122,6 +338,15 @@ class Dataset(StrictModel):
         default="skip", description="local source symlinks: skip them, or follow them (loops are skipped)"
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    engine: TransferEngine = Field(
+        default=TransferEngine.NATIVE,
+        description="who copies: native (our engine), datasync (AWS DataSync) or storage_transfer "
+        "(Google Storage Transfer Service); our manifest verification follows in every case",
+    )
+    engine_options: EngineOptions | None = Field(
+        default=None, description="what the managed engine needs (datasync: task or locations; "
+        "storage_transfer: project, optionally an existing job)",
+    )  # fmt: skip
 
     @field_validator("source", "target")
     @classmethod
@@ -132,6 +357,16 @@ class Dataset(StrictModel):
             )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tag_engine_options(cls, data: Any) -> Any:
+        # The options' model is chosen by the dataset's engine: copy it in as the union's tag
+        # (engine native has no options model, so options there fail with the tag named).
+        if isinstance(data, dict) and isinstance(data.get("engine_options"), dict):
+            engine = data.get("engine", TransferEngine.NATIVE.value)
+            data = {**data, "engine_options": {**data["engine_options"], "engine": engine}}
+        return data
+
     @model_validator(mode="after")
     def _class_rules(self) -> Dataset:
         if self.keep_hot is not None and self.class_ is not DatasetClass.CHECKPOINT:
@@ -139,6 +374,11 @@ class Dataset(StrictModel):
                 "keep_hot only applies to class: checkpoint; remove keep_hot or change the class"
             )
         return self
+
+    @property
+    def managed(self) -> bool:
+        """True when a managed service (DataSync, Storage Transfer) does the copy."""
+        return self.engine in MANAGED_ENGINES
 
 
 class RouterSpec(StrictModel):
@@ -322,6 +562,9 @@ class WaveSpec(StrictModel):
                         f"datasets[{i}].{field} names site {site!r}, which is not under sites "
                         f"(known: {', '.join(sorted(self.sites))}); add it or fix the name"
                     )
+            problems.extend(
+                f"{field}: {fix}" for field, _, fix in engine_problems(self.wave, i, ds, self.sites)
+            )
         seen = set()
         for i, wl in enumerate(self.workloads):
             if wl.name in seen:

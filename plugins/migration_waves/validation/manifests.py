@@ -72,6 +72,12 @@ def merged_frame(source: Manifest, target: Manifest) -> pd.DataFrame:
     return pd.DataFrame(frame).reset_index(drop=True)
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar GX reports (e.g. the row count of an empty target) as a plain Python value."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "shape", None) == () else value
+
+
 def _expectations(gxe: Any, n_source: int) -> list[Any]:
     """The suite: each expectation carries a sentence a platform engineer understands."""
     return [
@@ -224,7 +230,7 @@ def validate_manifests(
                     column=column,
                     unexpected_count=count,
                     paths=paths,
-                    observed=result.get("observed_value"),
+                    observed=_plain(result.get("observed_value")),
                 )
             )
             if r.exception_info and r.exception_info.get("raised_exception"):
