@@ -19,6 +19,7 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup, TriggerRule
 
 from migration_waves.airflow import operators as ops
 from migration_waves.airflow.approval import APPROVAL_PARAM, NeedApprovalOperator, approval_task
+from migration_waves.airflow.data_operators import MergeShardsOperator, PlanShardsOperator, ShardCopyOperator
 from migration_waves.airflow.managed_transfer import copy_operator_for
 from migration_waves.airflow.notify import wave_notifiers
 from migration_waves.spec.loader import SpecError, load_wave, spec_files
@@ -200,19 +201,30 @@ def _queue_for_image(spec: WaveSpec, image: str) -> str:
 
 def _dataset_tasks(ds: Dataset, spec: WaveSpec, common: dict[str, Any]) -> None:
     """snapshot -> seed -> verify (mutable: -> sync -> verify); a managed engine's dataset copies through
-    the service (managed_transfer.py), and the same verify task reads its target back."""
+    the service (managed_transfer.py), a sharded one's seed is mapped over its shards
+    (data_operators.py); the same verify task reads the target back after each."""
     name, klass = ds.name, ds.class_
     copy_op = copy_operator_for(ds)
     with TaskGroup(name):
         snap = ops.SnapshotManifestOperator(task_id="snapshot", subject=name, **common)
-        seed = copy_op(
-            task_id="seed" if klass is not DatasetClass.TELEMETRY else "ingest",
-            subject=name,
-            mode="seed",
-            **common,
-        )
         verify = ops.VerifyDatasetOperator(task_id="verify", subject=name, mode="seed", **common)
-        snap >> seed >> verify
+        if ds.shards > 1:
+            # plan-shards -> seed mapped over the shards (dynamic task mapping) -> merge-shards
+            plan = PlanShardsOperator(task_id="plan-shards", subject=name, **common)
+            seed = ShardCopyOperator.partial(
+                task_id="seed", subject=name, mode="seed",
+                map_index_template=ShardCopyOperator.MAP_INDEX_TEMPLATE, **common,
+            ).expand(shard=plan.output)  # fmt: skip
+            merge = MergeShardsOperator(task_id="merge-shards", subject=name, mode="seed", **common)
+            snap >> plan >> seed >> merge >> verify
+        else:
+            seed = copy_op(
+                task_id="seed" if klass is not DatasetClass.TELEMETRY else "ingest",
+                subject=name,
+                mode="seed",
+                **common,
+            )
+            snap >> seed >> verify
         if klass is DatasetClass.MUTABLE:
             sync = copy_op(task_id="sync", subject=name, mode="sync", **common)
             verify_sync = ops.VerifyDatasetOperator(

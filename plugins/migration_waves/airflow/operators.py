@@ -417,6 +417,14 @@ class CopyDatasetOperator(DatasetOperator):
     def evidence_name(self) -> str:
         return f"{self.subject}-{self.mode}"
 
+    def selection(self, ctx: WaveRunContext, ds: Any) -> tuple[list[str], list[str]]:
+        """include/exclude patterns of this copy: the dataset's (a shard's copy selects its own files)."""
+        return list(ds.include), list(ds.exclude)
+
+    def write_target_manifest(self, ctx: WaveRunContext, dataset: str, manifest: Manifest) -> str:
+        """Record what the copy placed: the dataset's "copied" manifest, which verify reads."""
+        return _write_manifest(ctx, dataset, "copied", manifest)
+
     def run(self, ctx: WaveRunContext) -> dict[str, Any]:
         from migration_waves.airflow.progress import CopyProgress
         from migration_waves.transfer.engine import copy_tree
@@ -425,7 +433,7 @@ class CopyDatasetOperator(DatasetOperator):
         src_fs, src_root = resolve_fs(ctx.spec.location(ds.source))
         dst_fs, dst_root = resolve_fs(ctx.spec.location(ds.target))
         started = time.time()
-        exclude = list(ds.exclude)
+        include, exclude = self.selection(ctx, ds)
         held_back: list[str] = []
         if ds.class_ is DatasetClass.TELEMETRY:
             held_back = _still_written(src_fs, src_root, ds.include, ds.exclude, quiet_s=TELEMETRY_QUIET_S)
@@ -442,14 +450,14 @@ class CopyDatasetOperator(DatasetOperator):
                 delete=ds.delete and self.mode != "seed",
                 max_delete=ds.max_delete,
                 previous=_previous(ctx, ds.name),
-                include=ds.include,
+                include=include,
                 exclude=exclude,
                 recopy=_read_recopy(ctx, ds.name),
                 links=ds.links,
                 **progress.hooks(),
             )
         record = jsonable(result)
-        record["manifest"] = _write_manifest(ctx, ds.name, "copied", result.target_manifest)
+        record["manifest"] = self.write_target_manifest(ctx, ds.name, result.target_manifest)
         record.pop("target_manifest", None)
         record["mode"] = self.mode
         record["held_back"] = held_back

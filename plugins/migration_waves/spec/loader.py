@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from migration_waves.spec.governance import find_secrets, missing_tags
-from migration_waves.spec.models import Dataset, GoldenImage, Site, WaveSpec, engine_problems
+from migration_waves.spec.models import Dataset, GoldenImage, Site, WaveSpec, dataset_problems
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -164,7 +164,7 @@ def load_wave(path: str | Path) -> WaveSpec:
         raise SpecError(
             [Problem(str(path), "", _MISSING, "a wave spec is a YAML mapping with a 'wave:' key")]
         )
-    references = _reference_problems(raw, str(path)) + _engine_problems(raw, str(path))
+    references = _reference_problems(raw, str(path)) + _dataset_problems(raw, str(path))
     try:
         spec = WaveSpec.model_validate(raw)
     except ValidationError as exc:
@@ -222,7 +222,7 @@ def _reference_problems(raw: dict[str, Any], file: str) -> list[Problem]:
     return problems
 
 
-def _engine_problems(raw: dict[str, Any], file: str) -> list[Problem]:
+def _dataset_problems(raw: dict[str, Any], file: str) -> list[Problem]:
     """Managed-engine rules per dataset, with exact fields, even beside other errors in the spec.
 
     A dataset or site that does not validate on its own is left to the field errors pydantic gives.
@@ -243,7 +243,7 @@ def _engine_problems(raw: dict[str, Any], file: str) -> list[Problem]:
             continue
         problems.extend(
             Problem(file, field, _MISSING if value is None else value, message)
-            for field, value, message in engine_problems(wave, i, ds, sites)
+            for field, value, message in dataset_problems(wave, i, ds, sites)
         )
     return problems
 

@@ -222,7 +222,7 @@ class StorageTransferOptions(StrictModel):
         )
 
 
-#: engine_problems' value for a field that is absent (lint then shows no value).
+#: dataset_problems' value for a field that is absent (lint then shows no value).
 _MISSING_VALUE: Any = None
 
 EngineOptions = Annotated[DataSyncOptions | StorageTransferOptions, Field(discriminator="engine")]
@@ -236,23 +236,31 @@ def storage_scheme(storage: str) -> str:
     return {"s3a": "s3", "s3n": "s3", "gcs": "gs", "local": "file"}.get(scheme, scheme)
 
 
-def engine_problems(
+def dataset_problems(
     wave: str, index: int, ds: Dataset, sites: Mapping[str, Site]
 ) -> list[tuple[str, Any, str]]:
-    """What a managed engine cannot do with this dataset, as (field, value, fix) triples.
+    """How this dataset's engine and shards do not fit it, as (field, value, fix) triples.
 
-    Its options must be present, native-only fields absent, and the engine must fit the stores of
-    the dataset's sites; WaveSpec checks these, and the lint checks them on the raw mapping too, so
-    that they are reported with exact fields beside any other error.
+    A managed engine needs its options, no native-only fields, and stores it can reach at the
+    dataset's sites; shards split the native engine's seed. WaveSpec checks these, and the lint
+    checks them on the raw mapping too, so they are reported with exact fields beside any other error.
     """
-    if ds.engine is TransferEngine.NATIVE:
-        return []
     where = f"wave {wave}, dataset {ds.name}"
     at = f"datasets[{index}]"
     problems: list[tuple[str, Any, str]] = []
 
     def add(field: str, value: Any, fix: str) -> None:
         problems.append((f"{at}.{field}", value, f"{where}: {fix}"))
+
+    if ds.shards > 1 and ds.class_ is DatasetClass.TELEMETRY:
+        add(
+            "shards",
+            ds.shards,
+            "class telemetry ingests append-only files as they go quiet, one task "
+            "per ingest; remove shards (or set shards: 1)",
+        )
+    if ds.engine is TransferEngine.NATIVE:
+        return problems
 
     kind: dict[str, str] = {}
     for field in ("source", "target"):
@@ -268,7 +276,13 @@ def engine_problems(
             "storage_transfer": "project_id (and optionally job_name)",
         }[engine]
         add("engine_options", _MISSING_VALUE, f"engine {engine} needs engine_options with {needs}; add them")
-    for field, on in (("include", ds.include), ("exclude", ds.exclude), ("links", ds.links == "follow")):
+    native_only = (
+        ("include", ds.include),
+        ("exclude", ds.exclude),
+        ("links", ds.links == "follow"),
+        ("shards", ds.shards > 1),
+    )
+    for field, on in native_only:
         if on:
             add(
                 field,
@@ -342,6 +356,13 @@ class Dataset(StrictModel):
         default=TransferEngine.NATIVE,
         description="who copies: native (our engine), datasync (AWS DataSync) or storage_transfer "
         "(Google Storage Transfer Service); our manifest verification follows in every case",
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="native engine: the seed is split into this many shards balanced by bytes, copied "
+        "by mapped tasks in parallel (at most [core] max_map_length, 1024 by default)",
     )
     engine_options: EngineOptions | None = Field(
         default=None, description="what the managed engine needs (datasync: task or locations; "
@@ -563,7 +584,7 @@ class WaveSpec(StrictModel):
                         f"(known: {', '.join(sorted(self.sites))}); add it or fix the name"
                     )
             problems.extend(
-                f"{field}: {fix}" for field, _, fix in engine_problems(self.wave, i, ds, self.sites)
+                f"{field}: {fix}" for field, _, fix in dataset_problems(self.wave, i, ds, self.sites)
             )
         seen = set()
         for i, wl in enumerate(self.workloads):
