@@ -11,8 +11,8 @@ Two ways, chosen by the filesystem:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import posixpath
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,10 +36,14 @@ def placement(fs: AbstractFileSystem) -> Placement:
     return "direct" if protocols & OBJECT_STORE_PROTOCOLS else "rename"
 
 
+_TOKEN = uuid.uuid4().hex[:8]  # this process; a counter tells its temp files apart
+_COUNTER = itertools.count()
+
+
 def temp_name(path: str) -> str:
-    """A hidden sibling of `path` that list_files ignores."""
-    parent, base = posixpath.split(path)
-    return posixpath.join(parent, f".{base}{TEMP_MARKER}{uuid.uuid4().hex[:12]}")
+    """A hidden sibling of `path` that list_files ignores, unique across processes and threads."""
+    cut = path.rfind("/") + 1
+    return f"{path[:cut]}.{path[cut:]}{TEMP_MARKER}{_TOKEN}{next(_COUNTER):x}"
 
 
 def supports_mtime(fs: AbstractFileSystem) -> bool:

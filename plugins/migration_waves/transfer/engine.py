@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,13 +30,13 @@ from migration_waves.transfer.errors import (
 )
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
-    LOCAL_BUFFER,
     LinkPolicy,
     Listing,
     Manifest,
     ManifestEntry,
     Row,
     hash_file,
+    hash_local_file,
     hasher,
     info_mtime,
     is_local,
@@ -44,6 +44,7 @@ from migration_waves.transfer.manifest import (
     join,
     list_files,
     list_local_in_child,
+    local_buffer,
     strip_root,
 )
 
@@ -144,6 +145,9 @@ class TransferResult(BaseModel):
     skips: list[tuple[str, int, float]] = Field(
         default_factory=list, exclude=True, description="(path, size, mtime) of every skipped file"
     )
+    mismatched: list[str] = Field(
+        default_factory=list, description="placed, but read back different from what was sent (verify_placed)"
+    )
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
     links_skipped: list[str] = Field(
@@ -197,6 +201,8 @@ def _source_rows(source: Manifest | Sequence[ManifestEntry] | Listing) -> list[t
     """(path, size, mtime) rows sorted by path, from a Manifest, entries or a listing."""
     if isinstance(source, Manifest):
         rows = list(zip(source.paths, source.sizes, source.mtimes, strict=True))
+    elif isinstance(source, list) and all(type(row) is tuple for row in source[:1]):
+        rows = list(source)  # a listing: already (path, size, mtime) tuples
     else:
         rows = [
             (i.path, i.size, i.mtime) if isinstance(i, ManifestEntry) else (i[0], int(i[1]), float(i[2]))
@@ -249,7 +255,19 @@ def plan_transfer(
     def copy(rel: str, size: int, mtime: float, reason: str) -> None:
         items.append(PlanItem(path=rel, action="copy", reason=reason, size=size, mtime=mtime))
 
-    for rel, size, mtime in src:
+    rest = src
+    if dst_keeps_mtime:
+        # the common case of an incremental sync, decided with one set intersection: the target
+        # holds the same path with the same size and the same mtime (the engine copied it there)
+        same = set(src).intersection(dst_listing)
+        if must_copy:
+            same = {row for row in same if row[0] not in must_copy}
+        rest = []
+        for row in src:
+            (skips if row in same else rest).append(row)
+        if racy_after is not None:
+            racy.extend(row[0] for row in skips if row[2] >= racy_after)
+    for rel, size, mtime in rest:
         there = dst.get(rel)
         if there is None:
             copy(rel, size, mtime, "new")
@@ -285,7 +303,9 @@ def plan_transfer(
         skips.append((rel, size, mtime))
         if racy_after is not None and mtime >= racy_after:
             racy.append(rel)
-    extra = sorted(set(dst) - {row[0] for row in src})
+    if rest is not src:
+        skips.sort(key=_row_path)  # the loop appended its skips after the early ones
+    extra = sorted(set(dst).difference(row[0] for row in src))
     plan = TransferPlan.model_construct(dataset=dataset, items=items, skips=skips, extra_kept=[])
     plan.racy = racy
     if delete:
@@ -319,7 +339,7 @@ def _copy_local(
     src_path: str,
     dst_path: str,
     algorithm: str,
-    mtime: float,
+    mtime_ns: int | None,
     throttle: Callable[[int], None] | None,
 ) -> tuple[str, str, int]:
     """Local to local: one reused 1 MiB buffer, hashed and written from the same memory.
@@ -329,8 +349,7 @@ def _copy_local(
     """
     tmp = temp_name(dst_path)
     h = hasher(algorithm)
-    buf = bytearray(LOCAL_BUFFER)
-    view = memoryview(buf)
+    buf, view = local_buffer()
     n = 0
     fin = os.open(src_path, os.O_RDONLY)
     try:
@@ -349,7 +368,8 @@ def _copy_local(
                 n += got
         finally:
             os.close(fout)
-        ns = int(mtime * 1_000_000_000)
+        # the source's own nanoseconds: the target's mtime then reads back as exactly the same float
+        ns = os.fstat(fin).st_mtime_ns if mtime_ns is None else mtime_ns
         os.utime(tmp, ns=(ns, ns))
     except BaseException:
         with contextlib.suppress(OSError):
@@ -372,15 +392,19 @@ def _copy_one(
     """Stream one file source -> target while hashing; place it only if the source held still."""
     src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     for _attempt in range(1 + UNSTABLE_RETRIES):
-        size, mtime = _stat(src_fs, src_path, src_local)
         if src_local and dst_local:
-            tmp, digest, n = _copy_local(src_path, dst_path, algorithm, mtime, throttle)
-            after = _stat(src_fs, src_path, True)
-            if after[0] != size or abs(after[1] - mtime) > MTIME_TOLERANCE_S or n != size:
+            before = os.stat(src_path)
+            tmp, digest, n = _copy_local(src_path, dst_path, algorithm, before.st_mtime_ns, throttle)
+            after = os.stat(src_path)
+            if (after.st_size, after.st_mtime_ns) != (
+                before.st_size,
+                before.st_mtime_ns,
+            ) or n != before.st_size:
                 os.unlink(tmp)
                 continue
             os.replace(tmp, dst_path)
-            return ManifestEntry(path=rel, size=n, mtime=mtime, digest=digest, algorithm=algorithm)
+            return ManifestEntry(path=rel, size=n, mtime=before.st_mtime, digest=digest, algorithm=algorithm)
+        size, mtime = _stat(src_fs, src_path, src_local)
         try:
             with staged_write(dst_fs, dst_path, mtime=mtime) as out:
                 h = hasher(algorithm)
@@ -460,6 +484,7 @@ def copy_tree(
     detect_moves: bool | None = None,
     parallel_listing: bool = False,
     last_listed_at: float | None = None,
+    verify_placed: bool = False,
 ) -> TransferResult:
     """Copy a tree from one fsspec filesystem to another: plan, then copy, then delete.
 
@@ -484,8 +509,9 @@ def copy_tree(
     `parallel_listing` lists a local target in a forked child while the source is listed (for a
     single-threaded process such as the CLI). `last_listed_at` (default: `previous.listed_at`) is
     when the previous run listed the source: files whose mtime is within the source's mtime
-    precision of it get their digests compared before a skip. Per-file failures do not raise: they are in
-    `errors` / `unstable` and `passed` is False.
+    precision of it get their digests compared before a skip. `verify_placed` reads each placed
+    file back right after placing it; one that differs is in `mismatched`, not the manifest.
+    Per-file failures do not raise: they are in `errors` / `unstable` and `passed` is False.
     """
     started = time.perf_counter()
     listed_at = time.time()
@@ -508,7 +534,11 @@ def copy_tree(
     if check_names:
         from migration_waves.transfer.names import capabilities, find_collisions
 
-        collisions = find_collisions((row[0] for row in src_listing), capabilities(dst_fs, dst_base))
+        collisions = find_collisions(
+            (row[0] for row in src_listing),
+            capabilities(dst_fs, dst_base),
+            held={row[0] for row in dst_listing},
+        )
         if collisions:
             raise PathCollision(dataset, dst_url, collisions)
     if max_delete_pct is not None:
@@ -579,7 +609,9 @@ def copy_tree(
         on_plan(plan)
     copied: list[ManifestEntry] = []
 
-    def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None]:
+    dst_plain = is_plain_local(dst_fs)
+
+    def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None, bool]:
         try:
             if item.path in moves:
                 entry = _copy_within(
@@ -597,20 +629,47 @@ def copy_tree(
                 )
             if on_copied is not None:
                 on_copied(entry)
-            return item, entry, None
         except Exception as exc:  # one bad file must not stop the others; it is reported
-            return item, None, exc
+            return item, None, exc, False
+        if not verify_placed:
+            return item, entry, None, True
+        try:
+            # read back now, while the file is hot in the page cache (or just uploaded)
+            target = join(dst_base, item.path)
+            back = hash_local_file(target, algorithm) if dst_plain else hash_file(dst_fs, target, algorithm)
+        except Exception:
+            back = ("", -1)
+        return item, entry, None, back == (entry.digest, entry.size)
 
-    # path order, not biggest first: a run interrupted again and again (a flaky link, kill -9)
-    # still completes its small files each time instead of restarting the same big ones
+    def run_batch(
+        batch: list[PlanItem],
+    ) -> list[tuple[PlanItem, ManifestEntry | None, BaseException | None, bool]]:
+        return [run_copy(item) for item in batch]
+
+    # Small files go to the workers in batches: one task per file costs more than copying 4 KiB.
+    # Local to local, small files take one lane of their own: their copy is mostly short
+    # syscalls, and threads doing those in parallel fight over the GIL (more threads, slower);
+    # big files run on the other workers, hashing and writing 1 MiB at a time without the GIL.
+    # Path order, not biggest first: a run interrupted again and again (a flaky link, kill -9)
+    # still completes its small files each time instead of restarting the same big ones.
+    if is_plain_local(src_fs) and is_plain_local(dst_fs) and transfers > 1:
+        small = [i for i in copies if i.size < LOCAL_SMALL_FILE]
+        big = [i for i in copies if i.size >= LOCAL_SMALL_FILE]
+        tasks = ([small] if small else []) + list(_batches(big, transfers))
+    else:
+        tasks = list(_batches(copies, max(1, transfers)))
     with ThreadPoolExecutor(max_workers=max(1, transfers)) as pool:
-        for item, entry, exc in pool.map(run_copy, copies):
-            if entry is not None:
-                copied.append(entry)
-            elif isinstance(exc, _SourceChanged):
-                result.unstable.append(item.path)
-            else:
-                result.errors.append(FileError(path=item.path, error=_describe(exc or RuntimeError())))
+        for done in pool.map(run_batch, tasks):
+            for item, entry, exc, same in done:
+                if entry is not None:
+                    if same:
+                        copied.append(entry)
+                    else:
+                        result.mismatched.append(item.path)
+                elif isinstance(exc, _SourceChanged):
+                    result.unstable.append(item.path)
+                else:
+                    result.errors.append(FileError(path=item.path, error=_describe(exc or RuntimeError())))
     result.unstable.sort()
     result.files_moved = sum(1 for e in copied if e.path in moves)
 
@@ -640,7 +699,7 @@ def copy_tree(
     result.target_manifest = Manifest.from_rows(dst_url, algorithm, rows)
     result.target_manifest.listed_at = listed_at
     result.duration_s = round(time.perf_counter() - started, 3)
-    result.passed = not result.errors and not result.unstable
+    result.passed = not result.errors and not result.unstable and not result.mismatched
     moved = f" ({result.files_moved} of them copied within the target: moved or identical content)"
     result.reasons.insert(
         0,
@@ -654,6 +713,11 @@ def copy_tree(
             f"({1 + UNSTABLE_RETRIES} tries each) and were not recorded as copied: {_some(result.unstable)}; "
             "freeze writes to the source (or exclude files still being written) and re-run"
         )
+    if result.mismatched:
+        result.reasons.append(
+            f"dataset {dataset}: {len(result.mismatched)} files read back at the target differ from what "
+            f"was sent: {_some(result.mismatched)}; re-run to send them again"
+        )
     if result.errors:
         first = result.errors[0]
         result.reasons.append(
@@ -661,6 +725,26 @@ def copy_tree(
             f"(first error: {first.error}); no partial file was left under a final name, re-run to resume"
         )
     return result
+
+
+BATCH_FILES = 64  # files per worker task at most
+LOCAL_SMALL_FILE = 1024 * 1024  # local to local, files below this size share one worker
+BATCH_BYTES = 16 * 1024 * 1024  # bytes per worker task at most (one big file is a batch of its own)
+
+
+def _batches(items: list[PlanItem], workers: int) -> Iterator[list[PlanItem]]:
+    """Consecutive items grouped into worker tasks, small enough that the workers stay balanced."""
+    per_task = max(1, min(BATCH_FILES, len(items) // (workers * 4) or 1))
+    batch: list[PlanItem] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) >= per_task or size + item.size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        yield batch
 
 
 def source_mtime_precision(fs: AbstractFileSystem) -> float:

@@ -207,7 +207,14 @@ class Journal:
 
     def record(self, entry: ManifestEntry) -> None:
         """Journal one placed file (called by the engine right after placement)."""
-        line = json.dumps(entry.model_dump(), separators=(",", ":")) + "\n"
+        row = {
+            "path": entry.path,
+            "size": entry.size,
+            "mtime": entry.mtime,
+            "digest": entry.digest,
+            "algorithm": entry.algorithm,
+        }
+        line = json.dumps(row, separators=(",", ":")) + "\n"
         with self._lock:
             if self._fd is None and not self._buffer and self._segment == 0:
                 self._open()

@@ -8,7 +8,9 @@ them as Parquet. Digests are always computed from file contents, never from stor
 
 from __future__ import annotations
 
+import array
 import fnmatch
+import functools
 import hashlib
 import marshal
 import os
@@ -287,6 +289,8 @@ def join(root: str, relpath: str) -> str:
 
 def is_temp_name(relpath: str) -> bool:
     """True for our own in-flight files (`.<name>.mwpart-<uuid>`)."""
+    if TEMP_MARKER not in relpath:  # the common case, without splitting the path
+        return False
     base = posixpath.basename(relpath)
     return base.startswith(".") and TEMP_MARKER in base
 
@@ -401,6 +405,7 @@ def _list_local_rows(
     exclude: Sequence[str],
     links: LinkPolicy,
     skipped: list[str] | None = None,
+    sort: bool = True,
 ) -> Listing:
     if os.path.isfile(base):
         raise TransferError(f"{base} is a file, not a folder; point the dataset at the folder that holds it")
@@ -413,7 +418,8 @@ def _list_local_rows(
         for row in _walk_local(base, links, skipped)
         if not is_temp_name(row[0]) and (not filtered or selected(row[0]))
     ]
-    rows.sort(key=_first)
+    if sort:
+        rows.sort(key=_first)
     return rows
 
 
@@ -467,9 +473,7 @@ def is_plain_local(fs: AbstractFileSystem) -> bool:
 
     A subclass may change how files are opened (fault injection, auditing): it keeps fsspec's path.
     """
-    from fsspec.implementations.local import LocalFileSystem
-
-    return type(fs) is LocalFileSystem
+    return type(fs) is _local_fs_class()
 
 
 def list_local_in_child(
@@ -481,6 +485,7 @@ def list_local_in_child(
     caller (the CLI) list the target on a second core while it lists the source. The rows come
     back through a pipe with `marshal` (names with undecodable bytes survive: surrogates pass).
     Returns None where forking is unsafe (threads running, no fork): list in-process then.
+    The rows come back in walk order, not sorted (the target listing is only looked up).
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return None
@@ -491,9 +496,18 @@ def list_local_in_child(
         try:
             os.close(read_fd)
             try:
-                payload = marshal.dumps((True, _list_local_rows(root, include, exclude, links)))
+                rows = _list_local_rows(root, include, exclude, links, sort=False)
+                # three flat values instead of 100,000 tuples: a tenth of the time to send and load
+                payload = marshal.dumps(
+                    (
+                        True,
+                        "\0".join([r[0] for r in rows]),
+                        array.array("q", [r[1] for r in rows]).tobytes(),
+                        array.array("d", [r[2] for r in rows]).tobytes(),
+                    )
+                )
             except BaseException as exc:
-                payload = marshal.dumps((False, f"{type(exc).__name__}: {exc}"))
+                payload = marshal.dumps((False, f"{type(exc).__name__}: {exc}", b"", b""))
             with os.fdopen(write_fd, "wb") as out:
                 out.write(payload)
         except BaseException:
@@ -508,19 +522,40 @@ def list_local_in_child(
         os.waitpid(pid, 0)
         if not data:
             raise TransferError(f"listing {root} in a child process failed without a reply")
-        ok, rows = marshal.loads(data)
+        ok, *parts = marshal.loads(data)
         if not ok:
-            raise TransferError(f"listing {root} failed: {rows}")
-        return [tuple(r) for r in rows]
+            raise TransferError(f"listing {root} failed: {parts[0]}")
+        names, sizes, mtimes = parts
+        if not names:
+            return []
+        return list(zip(names.split("\0"), array.array("q", sizes), array.array("d", mtimes), strict=True))
 
     return collect
 
 
 def is_local(fs: AbstractFileSystem) -> bool:
     """Whether `fs` is the local disk (listings walk it with os.scandir)."""
+    return isinstance(fs, _local_fs_class())
+
+
+@functools.cache
+def _local_fs_class() -> type:
+    # imported on first use (fsspec costs ~0.1 s), then a plain lookup on every file of a copy
     from fsspec.implementations.local import LocalFileSystem
 
-    return isinstance(fs, LocalFileSystem)
+    return LocalFileSystem
+
+
+_buffers = threading.local()
+
+
+def local_buffer() -> tuple[bytearray, memoryview]:
+    """This thread's reusable 1 MiB I/O buffer (allocating one per file costs more than a small copy)."""
+    pair = getattr(_buffers, "pair", None)
+    if pair is None:
+        buf = bytearray(LOCAL_BUFFER)
+        pair = _buffers.pair = (buf, memoryview(buf))
+    return pair
 
 
 def hash_file(fs: AbstractFileSystem, path: str, algorithm: str) -> tuple[str, int]:
@@ -544,22 +579,21 @@ def hash_local_file(path: str, algorithm: str) -> tuple[str, int]:
     file whose size changes while it is hashed is hashed again from a stream, so the byte count
     always matches the bytes that were hashed.
     """
-    if algorithm == "blake3":
-        import blake3
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = os.fstat(fd).st_size
+        if algorithm == "blake3" and before > LOCAL_BUFFER:
+            import blake3
 
-        before = os.stat(path).st_size
-        if before:
             threads = blake3.blake3.AUTO if before >= PARALLEL_HASH_MIN else 1
             h = blake3.blake3(max_threads=threads)
             h.update_mmap(path)
-            if os.stat(path).st_size == before:
+            if os.fstat(fd).st_size == before:
                 return h.hexdigest(), before
-    h = hasher(algorithm)
-    buf = bytearray(LOCAL_BUFFER)
-    view = memoryview(buf)
-    n = 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
+            os.lseek(fd, 0, os.SEEK_SET)
+        h = hasher(algorithm)
+        buf, view = local_buffer()
+        n = 0
         while got := os.readv(fd, [buf]):
             h.update(view[:got])
             n += got

@@ -10,13 +10,14 @@ and a folder), empty, `.` or `..` path components (doubled slashes from object-s
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import sys
 import tempfile
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,17 +117,29 @@ def _bad_component(p: str) -> bool:
     )
 
 
-def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str, list[str]]]:
+def find_collisions(
+    paths: Iterable[str], caps: Capabilities, *, held: Collection[str] = ()
+) -> list[tuple[str, list[str]]]:
     """Groups of relative paths the target cannot hold apart, each with the reason, sorted.
 
     Checks: twins under the target's case/normalisation folding, a file that is also a folder
     of another path, empty/`.`/`..` components, undecodable names on UTF-8 stores, and
-    components longer than the target allows.
+    components longer than the target allows. `held` are paths the target already holds under
+    exactly these names: on a target that folds nothing they need no check of their own (an
+    incremental sync checks only what is new), though new paths are still checked against them.
     """
     found: list[tuple[str, list[str]]] = []
-    all_paths = sorted(set(paths))
     folds = not (caps.case_sensitive and caps.normalisation_sensitive)
-    for p in all_paths:
+    if not folds and held:
+        unique = set(paths)
+        todo = sorted(p for p in unique if p not in held)
+        if not todo:
+            return []  # every path is already held by the target under exactly its name
+        all_paths = sorted(unique)
+    else:
+        all_paths = sorted(set(paths))
+        todo = all_paths
+    for p in todo:
         if _bad_component(p):
             found.append(("empty, '.' or '..' path component (doubled or trailing slash)", [p]))
         if p.isascii():
@@ -139,7 +152,6 @@ def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str,
             len(part.encode("utf-8", "surrogateescape")) > caps.name_max for part in p.split("/")
         ):
             found.append((f"a path component is longer than {caps.name_max} bytes", [p]))
-    keys: dict[str, str] = {}
     if folds:
         by_key: dict[str, list[str]] = defaultdict(list)
         for p in all_paths:
@@ -152,17 +164,38 @@ def find_collisions(paths: Iterable[str], caps: Capabilities) -> list[tuple[str,
                 if len({g.casefold() for g in group}) < len(group):
                     why.append("case-only twins")
                 found.append((" and ".join(why) + " on a target that folds them", group))
-        keys = {target_key(p, caps): p for p in all_paths}
+        keys = sorted((target_key(p, caps), p) for p in all_paths)
     else:
-        keys = {p: p for p in all_paths}
-    # a file `a` and a file `a/b`: `a` would have to be a file and a folder at once
-    folders: dict[str, str] = {}
-    for key, p in keys.items():
-        cut = key.find("/")
-        while cut != -1:
-            folders.setdefault(key[:cut], p)
-            cut = key.find("/", cut + 1)
-    for key in sorted(folders.keys() & keys.keys()):
-        found.append(("a file and a folder with the same name", [keys[key], folders[key]]))
+        keys = [(p, p) for p in all_paths]
+    found.extend(_file_and_folder(keys, {target_key(p, caps) for p in todo} if folds else set(todo)))
     found.sort(key=lambda row: (row[1], row[0]))
     return found
+
+
+def _file_and_folder(keys: list[tuple[str, str]], check: set[str]) -> list[tuple[str, list[str]]]:
+    """A file `a` and a file `a/b` (`a` would be a file and a folder at once), among `check`.
+
+    `keys` are (target key, path) sorted by key: the paths under folder `a` follow `a/` directly,
+    so one binary search per checked key finds them.
+    """
+    out: list[tuple[str, list[str]]] = []
+    names = [k for k, _ in keys]
+    seen: set[tuple[str, str]] = set()
+    for key, p in keys:
+        if key not in check:
+            continue
+        # `key` as a folder of a later path
+        at = bisect.bisect_left(names, key + "/")
+        if at < len(names) and names[at].startswith(key + "/"):
+            seen.add((p, keys[at][1]))
+        # a parent of `key` that is itself a file
+        cut = key.find("/")
+        while cut != -1:
+            i = bisect.bisect_left(names, key[:cut])
+            if i < len(names) and names[i] == key[:cut]:
+                seen.add((keys[i][1], p))
+                break
+            cut = key.find("/", cut + 1)
+    for parent, child in sorted(seen):
+        out.append(("a file and a folder with the same name", [parent, child]))
+    return out

@@ -230,6 +230,7 @@ def run_transfer(
         plan_detail=dry_run,
         parallel_listing=True,
         last_listed_at=journal.listed_at(algorithm),
+        verify_placed=True,
     )
     summary = RunSummary(
         mode=mode,
@@ -262,13 +263,15 @@ def run_transfer(
     manifest = result.target_manifest
     assert manifest is not None  # always set on a real run
     placed = {i.path for i in copies}
-    # read back: every file placed now, and every file an interrupted run placed but never read back
-    want = {p: (size, digest) for p, size, _, digest in manifest.rows() if p in placed}
+    # read back: the engine read back each file it placed; here, files an interrupted run placed
+    # and never read back (skipped now by size and mtime: the journal has their digests)
+    want: dict[str, tuple[int, str]] = {}
     stale = {p: (e.size, e.digest) for p, e in unverified.items() if p not in placed}
     if stale:
         skipped = {row[0] for row in result.skips}
-        want.update((p, v) for p, v in stale.items() if p in skipped)
-    mismatched, _ = _read_back(dst_fs, dst_base, want, algorithm, transfers)
+        want = {p: v for p, v in stale.items() if p in skipped}
+    stale_bad, _ = _read_back(dst_fs, dst_base, want, algorithm, transfers)
+    mismatched = sorted([*stale_bad, *result.mismatched])
     summary.mismatched = mismatched
     summary.files_copied = result.files_copied
     summary.bytes_copied = result.bytes_copied
@@ -276,14 +279,10 @@ def run_transfer(
     summary.bytes_skipped = result.bytes_skipped
     summary.files_deleted = result.files_deleted
     summary.bytes_deleted = sum(i.size for i in deletes)
-    bad = set(mismatched)
-    sizes = {row[0]: row[1] for row in result.skips} if bad else {}
+    # placed files that read back wrong are not in files_copied; skipped ones are taken off here
+    bad = set(stale_bad)
     summary.files_verified = result.files_copied + result.files_skipped - len(bad)
-    summary.bytes_verified = (
-        result.bytes_copied
-        + result.bytes_skipped
-        - sum(want[p][0] if p in want else sizes.get(p, 0) for p in bad)
-    )
+    summary.bytes_verified = result.bytes_copied + result.bytes_skipped - sum(want[p][0] for p in bad)
     summary.reasons = list(result.reasons)
     if mismatched:
         journal.set_recopy(mismatched)
@@ -291,17 +290,15 @@ def run_transfer(
             f"{len(mismatched)} files read back at {dst_url} differ from what was sent: "
             f"{', '.join(mismatched[:5])}; re-run: the next run sends them again"
         )
-    summary.passed = result.passed and not mismatched
+    summary.passed = result.passed and not stale_bad
     deleted = [i.path for i in deletes]
     # an unchanged tree leaves the state as it is: no write at all on a no-op sync
     changed = bool(placed or deleted or interrupted or want or recopy) or not journal.info()
     if summary.passed and changed:
-        vouched = manifest if complete else manifest.without(bad)
+        vouched = manifest
         if stale and not complete:
             rows = list(vouched.rows()) + [
-                (p, e.size, e.mtime, e.digest)
-                for p, e in unverified.items()
-                if p in stale and p in want and p not in bad
+                (p, e.size, e.mtime, e.digest) for p, e in unverified.items() if p in want
             ]
             vouched = Manifest.from_rows(manifest.root, algorithm, rows)
         journal.commit(vouched, deleted, complete=complete, listed_at=manifest.listed_at)
