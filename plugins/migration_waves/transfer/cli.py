@@ -83,6 +83,18 @@ def register(subparsers: Any) -> None:
     v = subparsers.add_parser("verify", help="hash source and target and compare them file by file")
     _common(v)
     v.set_defaults(func=_verify, mode="verify")
+    d = subparsers.add_parser(
+        "diff",
+        help="compare two manifests (Parquet, from --manifest-out): missing, extra, changed files",
+        description="Compare two manifests path by path; exit 0 only when they hold the same files.",
+    )
+    d.add_argument("left", help="the reference manifest: a path or an fsspec URL")
+    d.add_argument("right", help="the manifest compared with it")
+    d.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="paths listed per kind (default 1000)"
+    )
+    d.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    d.set_defaults(func=_diff)
 
 
 def _emit(summary: Any, as_json: bool) -> int:
@@ -159,3 +171,28 @@ def _verify(args: argparse.Namespace) -> int:
     except TransferError as exc:
         return _refused(exc, args.json)
     return _emit(summary, args.json)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from migration_waves.transfer.diff import diff_manifest_files
+    from migration_waves.transfer.errors import TransferError
+    from migration_waves.transfer.run import open_url
+
+    try:
+        left_fs, left = open_url(args.left)
+        right_fs, right = open_url(args.right)
+        diff = diff_manifest_files(left_fs, left, right_fs, right, limit=max(0, args.limit))
+    except TransferError as exc:
+        return _refused(exc, args.json)
+    if args.json:
+        print(json.dumps(diff.model_dump(mode="json")))
+    else:
+        for kind in ("missing", "extra", "changed"):
+            for path in getattr(diff, kind):
+                print(f"{kind:8} {path!r}")
+        print(
+            f"diff: {diff.files_left} files left, {diff.files_right} right: {diff.same} same, "
+            f"{diff.missing_count} missing, {diff.extra_count} extra, {diff.changed_count} changed: "
+            f"{'OK' if diff.passed else 'DIFFERENT'}"
+        )
+    return EXIT_OK if diff.passed else EXIT_FAILED

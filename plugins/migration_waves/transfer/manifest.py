@@ -574,25 +574,23 @@ def hash_file(fs: AbstractFileSystem, path: str, algorithm: str) -> tuple[str, i
 def hash_local_file(path: str, algorithm: str) -> tuple[str, int]:
     """Digest and byte count of a local file.
 
-    blake3 hashes a memory map of the file in native code without holding the GIL, on several
-    threads for big files; the other algorithms read 1 MiB at a time into one reused buffer. A
-    file whose size changes while it is hashed is hashed again from a stream, so the byte count
-    always matches the bytes that were hashed.
+    Reads go into one reused per-thread buffer (1 MiB; 16 MiB for big files, which blake3 hashes
+    on several cores); hashers release the GIL on big buffers. Memory stays flat whatever the
+    file size. The byte count is what was read and hashed.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        before = os.fstat(fd).st_size
-        if algorithm == "blake3" and before > LOCAL_BUFFER:
+        size = os.fstat(fd).st_size
+        if algorithm == "blake3" and size >= PARALLEL_HASH_MIN:
             import blake3
 
-            threads = blake3.blake3.AUTO if before >= PARALLEL_HASH_MIN else 1
-            h = blake3.blake3(max_threads=threads)
-            h.update_mmap(path)
-            if os.fstat(fd).st_size == before:
-                return h.hexdigest(), before
-            os.lseek(fd, 0, os.SEEK_SET)
-        h = hasher(algorithm)
-        buf, view = local_buffer()
+            # big files: 16 MiB reads hashed on several cores at once (a memory map would be
+            # simpler but counts the whole file in the process's RSS)
+            h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            buf, view = _big_buffer()
+        else:
+            h = hasher(algorithm)
+            buf, view = local_buffer()
         n = 0
         while got := os.readv(fd, [buf]):
             h.update(view[:got])
@@ -600,6 +598,14 @@ def hash_local_file(path: str, algorithm: str) -> tuple[str, int]:
     finally:
         os.close(fd)
     return h.hexdigest(), n
+
+
+def _big_buffer() -> tuple[bytearray, memoryview]:
+    pair = getattr(_buffers, "big", None)
+    if pair is None:
+        buf = bytearray(PARALLEL_HASH_MIN)
+        pair = _buffers.big = (buf, memoryview(buf))
+    return pair
 
 
 def hash_listing(
