@@ -1,7 +1,8 @@
 """Compare two manifests path by path: what is missing, extra, or different on the right.
 
-The comparison runs on Arrow columns (a hash lookup of each path in the other manifest) and never builds one Python
-object per file, so two 1,000,000-file manifests compare in a few hundred MB. Typical use:
+The comparison runs on Arrow columns (a hash lookup of each path in the other manifest) and
+never builds one Python object per file, so two 1,000,000-file manifests compare in a few
+hundred MB. Typical use:
 the source manifest of a wave against the target manifest after cutover, or two verified
 manifests of the same dataset a day apart.
 """
