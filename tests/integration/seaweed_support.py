@@ -74,6 +74,12 @@ class SeaweedS3:
             f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer'] + 10000}",
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3'] + 10000}",
             "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false",
+            # the S3 gateway also serves Iceberg and Lance catalogs on fixed ports (8181, 9101):
+            # off, or a second server on the machine (another test run) fails to start
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # a single master that restarts on its old data waits one election timeout (10 s by
+            # default) before it leads again; 1 s lets a restart-in-place test come back quickly
+            "-master.electionTimeout=1s",
         ]  # fmt: skip
         self.log = self.data_dir.parent / f"weed-{p['s3']}.log"
         with open(self.log, "ab") as log:
@@ -138,6 +144,7 @@ class SeaweedS3:
         }
 
     def stop(self, grace_s: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after `grace_s` (0: a crash). `start()` again reuses ports and data."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
