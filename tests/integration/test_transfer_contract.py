@@ -221,3 +221,40 @@ def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
     assert not dst.exists()
     ok = run_transfer(url, str(dst), state=str(tmp_path / "s"), exclude=["a"])
     assert ok.passed and _bytes_tree(dst) == {"a/b": b"object a/b", "Readme": b"R"}
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "crc32c"])
+def test_provider_digest_proves_an_object_only_when_it_is_a_content_digest(
+    backend, source: Path, tmp_path: Path, algorithm: str
+) -> None:
+    from migration_waves.transfer.engine import provider_digest_matches
+    from migration_waves.transfer.manifest import ManifestEntry, hasher
+
+    seed = run_transfer(str(source), backend["url"], state=str(tmp_path / "state"), algorithm=algorithm)
+    assert seed.passed, seed.reasons
+    data = (source / "plain.bin").read_bytes()
+    h = hasher(algorithm)
+    h.update(data)
+    entry = ManifestEntry(
+        path="plain.bin", size=len(data), mtime=0.0, digest=h.hexdigest(), algorithm=algorithm
+    )
+    fs, path = backend["fs"], f"{backend['root']}/plain.bin"
+    # S3 keeps an MD5 (the single-part ETag), GCS md5Hash and crc32c; a local disk keeps none
+    proven = {"s3": algorithm == "md5", "gcs": True, "local": False}[backend["name"]]
+    assert provider_digest_matches(fs, path, entry) is proven
+    fs.pipe_file(path, bytes(b ^ 0xFF for b in data))  # same size, other bytes
+    assert provider_digest_matches(fs, path, entry) is False
+
+
+def test_a_renamed_source_file_is_copied_within_the_target(backend, source: Path, tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    assert run_transfer(str(source), backend["url"], state=state).passed
+    (source / "with space.txt").rename(source / "renamed.txt")
+    (source / "again.bin").write_bytes((source / "plain.bin").read_bytes())  # identical content, new name
+    sync = run_transfer(str(source), backend["url"], mode="sync", state=state, delete=True)
+    assert sync.passed, sync.reasons
+    # local to an object store: found by digest and copied there (server-side), not sent again;
+    # local to local: sending is as cheap as copying within the target, so nothing to detect
+    assert sync.files_moved == (0 if backend["name"] == "local" else 2)
+    assert sync.files_copied == 2 and sync.files_deleted == 1
+    assert run_verify(str(source), backend["url"]).passed

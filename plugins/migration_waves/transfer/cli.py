@@ -15,7 +15,7 @@ from typing import Any
 
 ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")  # = manifest.ALGORITHMS, without importing it
 
-LINK_POLICIES = ("skip", "follow")  # = manifest.LINK_POLICIES, without importing it
+LINK_POLICIES = ("skip", "follow", "copy")  # = manifest.LINK_POLICIES, without importing it
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -47,7 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--links",
         choices=LINK_POLICIES,
         default="skip",
-        help="local symlinks: skip them (default) or follow them (loops are detected and skipped)",
+        help="local symlinks: skip them (default), follow them (loops are detected and skipped) or "
+        "copy them as symlinks with the same link text, never followed (rsync -l; local targets only)",
     )
 
 
@@ -125,6 +126,24 @@ def _refused(exc: Exception, as_json: bool) -> int:
     return EXIT_REFUSED
 
 
+def _is_storage_error(exc: Exception) -> bool:
+    """An error of the disk or of a storage client (unreachable, refused, throttled), not a bug."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    module = type(exc).__module__.split(".", 1)[0]
+    return module in ("botocore", "aiobotocore", "aiohttp", "google", "gcsfs", "s3fs", "requests")
+
+
+def _unreachable(exc: Exception, args: argparse.Namespace) -> int:
+    message = f"could not use {args.src} or {args.dst}: {type(exc).__name__}: {exc}"
+    if args.json:
+        print(json.dumps({"passed": False, "refused": False, "error": message, "kind": type(exc).__name__}))
+    print(
+        f"migration-waves: {message}; nothing was recorded as copied, re-run when it is back", file=sys.stderr
+    )
+    return EXIT_FAILED
+
+
 def _transfer(args: argparse.Namespace) -> int:
     from migration_waves.transfer.errors import TransferError
     from migration_waves.transfer.run import run_transfer
@@ -150,6 +169,10 @@ def _transfer(args: argparse.Namespace) -> int:
         )
     except TransferError as exc:
         return _refused(exc, args.json)
+    except Exception as exc:
+        if not _is_storage_error(exc):
+            raise
+        return _unreachable(exc, args)
     return _emit(summary, args.json)
 
 
@@ -170,6 +193,10 @@ def _verify(args: argparse.Namespace) -> int:
         )
     except TransferError as exc:
         return _refused(exc, args.json)
+    except Exception as exc:
+        if not _is_storage_error(exc):
+            raise
+        return _unreachable(exc, args)
     return _emit(summary, args.json)
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -30,6 +32,7 @@ from migration_waves.transfer.errors import (
 )
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
+    LinkListing,
     LinkPolicy,
     Listing,
     Manifest,
@@ -42,7 +45,9 @@ from migration_waves.transfer.manifest import (
     is_local,
     is_plain_local,
     join,
+    link_digest,
     list_files,
+    list_links,
     list_local_in_child,
     local_buffer,
     strip_root,
@@ -501,7 +506,10 @@ def copy_tree(
     only when the run needs it). `on_copied` is called with each file's entry right after it is
     placed (the resume journal), `on_plan(plan)` once the plan stands, before anything moves
     (progress), `throttle(nbytes)` before each chunk is written (bandwidth limit). `links`:
-    local source symlinks are skipped or followed (loops detected and skipped; see list_files).
+    local source symlinks are skipped, followed (loops detected and skipped; see list_files) or,
+    with "copy", recreated at the target as symlinks with the same text (rsync -l: never followed;
+    placed after the files, updated when the text differs, deleted with `delete`; manifest rows
+    carry `link_digest`). "copy" needs a local target: another raises TransferError up front.
     `plan_detail=False` leaves skips out of `result.plan` (counted only). `detect_moves`: a new
     path whose content is already at the target under another path (moved, renamed, or an
     artifact identical to an earlier one) is copied within the target instead of sent again;
@@ -519,6 +527,13 @@ def copy_tree(
     src_base, dst_base = strip_root(src_fs, src_root), strip_root(dst_fs, dst_root)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     src_local, dst_local = is_local(src_fs), is_local(dst_fs)
+    if links == "copy" and not dst_local:
+        raise TransferError(
+            f"dataset {dataset}: links: copy recreates the source's symlinks as symlinks, and the "
+            f"target {dst_url} cannot hold symlinks (only a local target can); nothing was moved. "
+            "Use links: skip to leave them out or links: follow to copy what they point to "
+            "(--links skip|follow on the command line)"
+        )
 
     if not (os.path.exists(src_base) if src_local else src_fs.exists(src_base)):
         raise SourceNotFound(dataset, src_url, "does not exist")
@@ -568,6 +583,11 @@ def copy_tree(
         recopy=recopy,
         racy_after=racy_after,
     )
+    link_plan = None
+    if links == "copy":
+        link_plan = _plan_links(
+            plan, src_fs, src_base, dst_fs, dst_base, src_listing, include, exclude, delete, max_delete
+        )
     result = TransferResult(
         dataset=dataset,
         dry_run=dry_run,
@@ -595,6 +615,10 @@ def copy_tree(
     result.plan = plan.all_items() if plan_detail or dry_run else [i for i in plan.items]
     result.bytes_skipped = sum(row[1] for row in plan.skips)
     result.skips = plan.skips
+    if link_plan is not None and link_plan.any():
+        result.plan = link_plan.add_to(result.plan, detail=plan_detail or dry_run)
+        result.bytes_skipped += sum(item.size for item, _ in link_plan.skips)
+        result.reasons.append(link_plan.describe(dataset))
     if dry_run:
         result.reasons.append(
             f"dataset {dataset}: dry run; would copy {counts['copy']} files "
@@ -604,6 +628,8 @@ def copy_tree(
         result.duration_s = round(time.perf_counter() - started, 3)
         return result
 
+    if link_plan is not None and link_plan.cleared:
+        result.files_deleted += _clear_links(link_plan, dst_base, dataset)
     copies = plan.of("copy")
     if on_plan is not None:
         on_plan(plan)
@@ -633,9 +659,11 @@ def copy_tree(
             return item, None, exc, False
         if not verify_placed:
             return item, entry, None, True
+        target = join(dst_base, item.path)
         try:
+            if not dst_plain and provider_digest_matches(dst_fs, target, entry):
+                return item, entry, None, True
             # read back now, while the file is hot in the page cache (or just uploaded)
-            target = join(dst_base, item.path)
             back = hash_local_file(target, algorithm) if dst_plain else hash_file(dst_fs, target, algorithm)
         except Exception:
             back = ("", -1)
@@ -677,6 +705,14 @@ def copy_tree(
     result.files_skipped = len(plan.skips)
     if manifest_scope == "all":
         rows.extend(_skipped_rows(plan, prior(), dst_fs, dst_base, algorithm, transfers))
+    if link_plan is not None and link_plan.any():
+        placed_links = _place_links(link_plan, dst_base, algorithm, on_copied, result)
+        copied.extend(placed_links)
+        # every link has a row, whatever the scope: a link is re-read each run anyway (no journal
+        # replay needed), and the state then always holds the links a resumed run left unrecorded
+        rows.extend((e.path, e.size, e.mtime, e.digest) for e in placed_links)
+        rows.extend(link_plan.skip_rows(algorithm))
+        result.files_skipped += len(link_plan.skips)
 
     # Deletions run last and only after every copy succeeded: a run that failed half-way must not
     # also remove the old copies of what it could not replace.
@@ -730,6 +766,36 @@ def copy_tree(
 BATCH_FILES = 64  # files per worker task at most
 LOCAL_SMALL_FILE = 1024 * 1024  # local to local, files below this size share one worker
 BATCH_BYTES = 16 * 1024 * 1024  # bytes per worker task at most (one big file is a batch of its own)
+
+
+def provider_digest_matches(fs: AbstractFileSystem, path: str, entry: ManifestEntry) -> bool:
+    """Whether the store's own digest of the object proves it holds exactly `entry`'s bytes.
+
+    Only digests the store computes over the bytes it received, of the same algorithm: the ETag
+    of a single-part S3 upload is its MD5 (not so for a multipart upload, "...-N", or SSE-KMS
+    objects, whose ETag then simply does not match); GCS keeps md5Hash (absent on composite
+    objects) and crc32c for every object. False means "not proven": read the object back.
+    fsspec's `checksum()` is not used: it hashes the listing metadata, not the content.
+    """
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if entry.algorithm not in ("md5", "crc32c") or not protocols & {"s3", "s3a", "gs", "gcs"}:
+        return False
+    fs.invalidate_cache(path)
+    info = fs.info(path)
+    if int(info.get("size") or -1) != entry.size:
+        return False
+    if protocols & {"s3", "s3a"}:
+        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+        return entry.algorithm == "md5" and "-" not in etag and etag == entry.digest
+    import base64
+
+    stored = info.get("md5Hash") if entry.algorithm == "md5" else info.get("crc32c")
+    if not stored:
+        return False
+    try:
+        return base64.b64decode(stored).hex() == entry.digest
+    except ValueError:
+        return False
 
 
 def _batches(items: list[PlanItem], workers: int) -> Iterator[list[PlanItem]]:
@@ -907,6 +973,189 @@ def _skipped_rows(
     return rows
 
 
+@dataclass
+class _LinkPlan:
+    """What links="copy" does with symlinks; kept apart from the file plan (links are not streamed).
+
+    Deletes of target links not in the source are also in the file plan's items (the file
+    deletions remove them, after the copies, under the same cap and hold-back rules).
+    """
+
+    place: list[tuple[PlanItem, str]] = field(default_factory=list)  # new or changed: (item, link text)
+    skips: list[tuple[PlanItem, str]] = field(default_factory=list)  # same text at the target
+    deletes: list[PlanItem] = field(default_factory=list)  # target links not in the source (delete on)
+    cleared: list[PlanItem] = field(default_factory=list)  # target links where the source has a folder
+
+    def any(self) -> bool:
+        return bool(self.place or self.skips or self.deletes or self.cleared)
+
+    def add_to(self, items: list[PlanItem], *, detail: bool) -> list[PlanItem]:
+        """The reported plan with the links in it (path order, deletes last, as `all_items`)."""
+        extra = [i for i, _ in self.place] + self.cleared + ([i for i, _ in self.skips] if detail else [])
+        return sorted([*items, *extra], key=lambda i: (i.action == "delete", i.path))
+
+    def describe(self, dataset: str) -> str:
+        removed = len(self.deletes) + len(self.cleared)
+        return (
+            f"dataset {dataset}: symlinks kept as links (links=copy): {len(self.place)} new or changed, "
+            f"{len(self.skips)} unchanged, {removed} to remove"
+        )
+
+    def skip_rows(self, algorithm: str) -> list[Row]:
+        rows: list[Row] = []
+        for item, text in self.skips:
+            digest, size = link_digest(text, algorithm)
+            rows.append((item.path, size, item.mtime or 0.0, digest))
+        return rows
+
+
+def _parents(paths: Iterable[str]) -> set[str]:
+    """Every folder above the given relative paths ("a/b/c" -> "a", "a/b")."""
+    out: set[str] = set()
+    for path in paths:
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in out:
+                break  # its own parents are in already
+            out.add(parent)
+            cut = parent.rfind("/")
+    return out
+
+
+def _plan_links(
+    plan: TransferPlan,
+    src_fs: AbstractFileSystem,
+    src_base: str,
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    src_listing: Listing,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    delete: bool,
+    max_delete: int,
+) -> _LinkPlan:
+    """Decide place / skip / delete per symlink (links="copy"), and fit the file plan around them.
+
+    A link replaces a target file of its path (rsync -l): that file is neither deleted nor "kept".
+    A target link where the source has a file is replaced by the file's copy; one where the source
+    has a folder is removed before any file is written (a write through it would land wherever
+    it points). Raises DeleteLimitExceeded when file and link deletions together pass `max_delete`.
+    """
+    src_links: LinkListing = list_links(src_fs, src_base, include, exclude)
+    dst_links: LinkListing = list_links(dst_fs, dst_base, include, exclude)
+    links = _LinkPlan()
+    at_src = {rel for rel, _, _ in src_links}
+    there = {rel: text for rel, text, _ in dst_links}
+    for rel, text, mtime in src_links:
+        size = len(os.fsencode(text))
+        old = there.get(rel)
+        if old == text:
+            item = PlanItem(path=rel, action="skip", reason="same symlink text", size=size, mtime=mtime)
+            links.skips.append((item, text))
+        else:
+            reason = "new symlink" if old is None else "symlink text differs"
+            item = PlanItem(path=rel, action="copy", reason=reason, size=size, mtime=mtime)
+            links.place.append((item, text))
+    if at_src:
+        plan.items = [i for i in plan.items if not (i.action == "delete" and i.path in at_src)]
+        plan.extra_kept = [p for p in plan.extra_kept if p not in at_src]
+    src_files = {row[0] for row in src_listing}
+    folders = _parents([*src_files, *at_src]) if dst_links else set()
+    kept: list[str] = []
+    for rel, text, mtime in dst_links:
+        if rel in at_src or rel in src_files:
+            continue
+        item = PlanItem(path=rel, action="delete", reason="", size=len(os.fsencode(text)), mtime=mtime)
+        if rel in folders:
+            item.reason = "symlink at the target where the source has a folder: replaced by the folder"
+            links.cleared.append(item)
+        elif delete:
+            item.reason = "symlink not in source"
+            links.deletes.append(item)
+        else:
+            kept.append(rel)
+    if links.deletes:
+        doomed = [i.path for i in plan.items if i.action == "delete"] + [i.path for i in links.deletes]
+        if len(doomed) > max_delete:
+            raise DeleteLimitExceeded(plan.dataset, len(doomed), max_delete, sorted(doomed))
+        plan.items.extend(links.deletes)
+    if kept:
+        plan.extra_kept = sorted([*plan.extra_kept, *kept])
+    return links
+
+
+def _clear_links(links: _LinkPlan, dst_base: str, dataset: str) -> int:
+    """Remove target links that stand where the source has a folder, before any file is copied."""
+    for item in links.cleared:
+        try:
+            os.unlink(join(dst_base, item.path))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise TransferError(
+                f"dataset {dataset}: the target's symlink {item.path!r} stands where the source has a "
+                f"folder and could not be removed ({_describe(exc)}); no file was copied. Remove it, "
+                "then re-run"
+            ) from exc
+    return len(links.cleared)
+
+
+def _place_link(target: str, text: str, mtime: float | None) -> None:
+    """Put a symlink holding `text` at `target` atomically: made under a temp name, then renamed
+    over the file or link there. A folder there is refused (a rename cannot replace it)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(target).st_mode):
+            raise TransferError(
+                f"{target} is a folder at the target where the source has a symlink; "
+                "remove the folder (or move it aside) and re-run"
+            )
+    tmp = temp_name(target)
+    try:
+        os.symlink(text, tmp)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(text, tmp)
+    try:
+        if mtime is not None and os.utime in os.supports_follow_symlinks:
+            ns = int(mtime * 1_000_000_000)
+            os.utime(tmp, ns=(ns, ns), follow_symlinks=False)  # the link's own time, as rsync -lt
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _place_links(
+    links: _LinkPlan,
+    dst_base: str,
+    algorithm: str,
+    on_copied: Callable[[ManifestEntry], None] | None,
+    result: TransferResult,
+) -> list[ManifestEntry]:
+    """Place the new and changed links, read each back; failures go to `result` like files'."""
+    placed: list[ManifestEntry] = []
+    for item, text in links.place:
+        target = join(dst_base, item.path)
+        try:
+            _place_link(target, text, item.mtime)
+            if os.readlink(target) != text:
+                result.mismatched.append(item.path)
+                continue
+            digest, size = link_digest(text, algorithm)
+            entry = ManifestEntry(
+                path=item.path, size=size, mtime=item.mtime or 0.0, digest=digest, algorithm=algorithm
+            )
+            if on_copied is not None:
+                on_copied(entry)
+        except Exception as exc:  # one bad link must not stop the others; it is reported
+            result.errors.append(FileError(path=item.path, error=_describe(exc)))
+            continue
+        placed.append(entry)
+    return placed
+
+
 def verify_tree(
     dst_fs: AbstractFileSystem,
     dst_root: str,
@@ -920,15 +1169,21 @@ def verify_tree(
 ) -> VerifyResult:
     """Read the target back and compare it with `expected`: missing, extra, size and digest mismatches.
 
+    With links="copy" a target symlink is compared by its text (`link_digest`), never followed.
     An empty expected manifest fails (nothing was verified).
     """
     started = time.perf_counter()
     base = strip_root(dst_fs, dst_root)
     url = dst_fs.unstrip_protocol(base)
     want = expected.by_path()
+    found: LinkListing | None = [] if links == "copy" else None
     listing = {
-        rel: (size, mtime) for rel, size, mtime in list_files(dst_fs, base, include, exclude, links=links)
+        rel: (size, mtime)
+        for rel, size, mtime in list_files(dst_fs, base, include, exclude, links=links, links_found=found)
     }
+    link_text = {rel: text for rel, text, _ in found or ()}
+    for rel, text, mtime in found or ():
+        listing[rel] = (len(os.fsencode(text)), mtime)
     present = {rel: size for rel, (size, _) in listing.items()}
     result = VerifyResult(dataset=dataset, target=url, algorithm=expected.algorithm, passed=False)
     result.missing = sorted(set(want) - set(present))
@@ -940,6 +1195,9 @@ def verify_tree(
     observed: list[ManifestEntry] = []
 
     def one(rel: str) -> tuple[str, str | None, int]:
+        if rel in link_text:  # a link kept as a link: its text is its content
+            digest, n = link_digest(link_text[rel], expected.algorithm)
+            return rel, digest, n
         try:
             digest, n = hash_file(dst_fs, join(base, rel), expected.algorithm)
         except FileNotFoundError:  # removed between listing and reading
