@@ -259,6 +259,23 @@ def dataset_problems(
             "class telemetry ingests append-only files as they go quiet, one task "
             "per ingest; remove shards (or set shards: 1)",
         )
+    if ds.links == "copy":
+        target_site = ds.target.split(":", 1)[0]
+        if target_site in sites and (scheme := storage_scheme(sites[target_site].storage)) != "file":
+            add(
+                "links",
+                ds.links,
+                f"links: copy recreates symlinks at the target, and site {target_site} is {scheme}://, "
+                "which holds no symlinks; use links: skip (leave them out) or links: follow (copy what "
+                "they point to)",
+            )
+        if ds.shards > 1:
+            add(
+                "shards",
+                ds.shards,
+                "shards split the seed's files, and symlinks kept as links (links: copy) belong to no "
+                "shard; use shards: 1 with links: copy",
+            )
     if ds.engine is TransferEngine.NATIVE:
         return problems
 
@@ -279,7 +296,7 @@ def dataset_problems(
     native_only = (
         ("include", ds.include),
         ("exclude", ds.exclude),
-        ("links", ds.links == "follow"),
+        ("links", ds.links != "skip"),
         ("shards", ds.shards > 1),
     )
     for field, on in native_only:
@@ -348,8 +365,10 @@ class Dataset(StrictModel):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.BLAKE3
-    links: Literal["skip", "follow"] = Field(
-        default="skip", description="local source symlinks: skip them, or follow them (loops are skipped)"
+    links: Literal["skip", "follow", "copy"] = Field(
+        default="skip",
+        description="local source symlinks: skip them, follow them (loops are skipped), or copy them as "
+        "symlinks with the same link text (never followed; a local target only)",
     )
     tags: dict[str, str] = Field(default_factory=dict)
     engine: TransferEngine = Field(

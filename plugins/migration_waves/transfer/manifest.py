@@ -38,8 +38,10 @@ ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<uuid>
 
 Listing = list[tuple[str, int, float]]
-LinkPolicy = Literal["skip", "follow"]
-LINK_POLICIES: tuple[str, ...] = ("skip", "follow")
+LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
+LinkPolicy = Literal["skip", "follow", "copy"]
+LINK_POLICIES: tuple[str, ...] = ("skip", "follow", "copy")
+LINK_DIGEST_PREFIX = b"symlink:"  # a link's digest covers this prefix and its text, never what it points to
 
 
 class Hasher(Protocol):
@@ -86,6 +88,19 @@ def hasher(algorithm: str) -> Hasher:
     if algorithm == "crc32c":
         return _Crc32c()
     raise ValueError(f"unknown checksum algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+
+
+def link_digest(text: str, algorithm: str) -> tuple[str, int]:
+    """Digest and size of a symlink kept as a link (links="copy"): its text, not what it points to.
+
+    The digest is over b"symlink:" + the text's bytes and the size is the text's byte count, so a
+    regular file holding the same text has the same size but another digest, and one holding
+    "symlink:" + the text has the same digest but another size: neither passes for the link.
+    """
+    data = os.fsencode(text)
+    h = hasher(algorithm)
+    h.update(LINK_DIGEST_PREFIX + data)
+    return h.hexdigest(), len(data)
 
 
 class ManifestEntry(BaseModel):
@@ -355,13 +370,21 @@ def selector(include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Callab
     return selected
 
 
-def _walk_local(base: str, links: LinkPolicy, skipped: list[str] | None) -> list[tuple[str, int, float]]:
+def _walk_local(
+    base: str,
+    links: LinkPolicy,
+    skipped: list[str] | None,
+    links_found: LinkListing | None = None,
+    files: bool = True,
+) -> list[tuple[str, int, float]]:
     """(relative path, size, mtime) of the regular files under a local folder, per the link policy.
 
     fsspec's local find follows directory symlinks without loop checks (a link to an ancestor
     nests until the kernel's ELOOP, two such links grow the walk exponentially); this walk knows
     the (device, inode) of every folder on the way down, so a link back to one of them is a loop,
     is skipped, and the walk always ends. A link to a folder elsewhere is followed (rsync -L).
+    With links="copy" no link is followed (rsync -l): each one goes to `links_found` with its text;
+    `files=False` (with "copy" only) then walks for the links alone, without a stat per file.
     """
     root_stat = os.stat(base)
     out: list[tuple[str, int, float]] = []
@@ -378,6 +401,15 @@ def _walk_local(base: str, links: LinkPolicy, skipped: list[str] | None) -> list
             rel = prefix + entry.name
             try:
                 link = entry.is_symlink()
+                if link and links == "copy":
+                    if links_found is not None:
+                        text = os.readlink(entry.path)
+                        links_found.append((rel, text, entry.stat(follow_symlinks=False).st_mtime))
+                    continue
+                if not files:
+                    if entry.is_dir(follow_symlinks=False):  # the type from readdir: no stat
+                        stack.append((entry.path, rel + "/", ancestors))
+                    continue
                 if link and links == "skip":
                     if skipped is not None:
                         skipped.append(f"{rel} (symlink)")
@@ -406,6 +438,7 @@ def _list_local_rows(
     links: LinkPolicy,
     skipped: list[str] | None = None,
     sort: bool = True,
+    links_found: LinkListing | None = None,
 ) -> Listing:
     if os.path.isfile(base):
         raise TransferError(f"{base} is a file, not a folder; point the dataset at the folder that holds it")
@@ -413,14 +446,44 @@ def _list_local_rows(
         return []
     filtered = bool(include or exclude)
     selected = selector(include, exclude)
+    found: LinkListing | None = [] if links_found is not None else None
     rows = [
         row
-        for row in _walk_local(base, links, skipped)
+        for row in _walk_local(base, links, skipped, found)
         if not is_temp_name(row[0]) and (not filtered or selected(row[0]))
     ]
     if sort:
         rows.sort(key=_first)
+    if links_found is not None and found:
+        links_found.extend(_selected_links(found, include, exclude))
     return rows
+
+
+def _selected_links(found: LinkListing, include: Sequence[str], exclude: Sequence[str]) -> LinkListing:
+    """Links in scope (include/exclude as for files, our own temp names left out), sorted by path."""
+    filtered = bool(include or exclude)
+    selected = selector(include, exclude)
+    return sorted(
+        (row for row in found if not is_temp_name(row[0]) and (not filtered or selected(row[0]))),
+        key=_first,
+    )
+
+
+def list_links(
+    fs: AbstractFileSystem, root: str, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> LinkListing:
+    """The symlinks under a local `root` as (relative path, link text, mtime), sorted, never followed.
+
+    A walk for the links alone (no stat per regular file). Object stores hold no symlinks: [].
+    """
+    if not is_local(fs):
+        return []
+    base = strip_root(fs, root)
+    if not os.path.isdir(base):
+        return []
+    found: LinkListing = []
+    _walk_local(base, "copy", None, found, files=False)
+    return _selected_links(found, include, exclude)
 
 
 def list_files(
@@ -430,19 +493,22 @@ def list_files(
     exclude: Sequence[str] = (),
     links: LinkPolicy = "skip",
     skipped: list[str] | None = None,
+    links_found: LinkListing | None = None,
 ) -> Listing:
     """Files under `root` as (relative posix path, size, mtime), sorted by path.
 
     Directory markers (zero-byte keys ending in "/", "directory" entries) and our own temp files
     are ignored; include/exclude are fnmatch patterns on the relative path. A missing root gives [].
-    On local disk symlinks are skipped (`links="skip"`) or followed (`"follow"`, with loop
-    detection); what was left out is appended to `skipped` ("path (why)"). Object stores have none.
+    On local disk symlinks are skipped (`links="skip"`), followed (`"follow"`, with loop
+    detection) or, with `"copy"`, kept as links: never followed, left out of the rows and appended
+    to `links_found` as (path, link text, mtime), sorted. What was left out is appended to
+    `skipped` ("path (why)"). Object stores have no symlinks.
     """
     if links not in LINK_POLICIES:
         raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
     if is_local(fs):
-        return _list_local_rows(base, include, exclude, links, skipped)
+        return _list_local_rows(base, include, exclude, links, skipped, links_found=links_found)
     try:
         found = fs.find(base, detail=True, withdirs=False)
     except FileNotFoundError:
@@ -637,8 +703,19 @@ def build_manifest(
     workers: int = 4,
     links: LinkPolicy = "skip",
 ) -> Manifest:
-    """List `root` and hash every file's contents into a Manifest (entries sorted by path)."""
+    """List `root` and hash every file's contents into a Manifest (entries sorted by path).
+
+    With links="copy" each symlink is an entry too, with the digest and size of `link_digest`.
+    """
     hasher(algorithm)  # fail fast on an unknown algorithm, before any I/O
-    listing = list_files(fs, root, include, exclude, links=links)
+    found: LinkListing | None = [] if links == "copy" else None
+    listing = list_files(fs, root, include, exclude, links=links, links_found=found)
     entries = hash_listing(fs, root, listing, algorithm, workers)
+    if found:
+        for rel, text, mtime in found:
+            digest, size = link_digest(text, algorithm)
+            entries.append(
+                ManifestEntry(path=rel, size=size, mtime=mtime, digest=digest, algorithm=algorithm)
+            )
+        entries.sort(key=lambda e: e.path)
     return Manifest(root=fs.unstrip_protocol(strip_root(fs, root)), algorithm=algorithm, entries=entries)
