@@ -876,13 +876,16 @@ def _find_moves(
     Candidates are new source files with the size of a file the last verified manifest vouches
     for and that is still at the target with that size; their source is hashed (a local read)
     and matched by digest. The copy within the target is read back like any other copy.
+    A target file this run overwrites is no origin: the copies run concurrently, so the copy
+    within could read its new content (a checkpoint renamed away and replaced at the same size).
     """
     if ref is None:
         return {}
     there = {rel: size for rel, size, _ in dst_listing}
+    overwritten = {i.path for i in plan.items if i.action == "copy"}
     by_size: dict[int, dict[str, str]] = {}
     for path, size, _mtime, digest in ref.rows():
-        if size > 0 and there.get(path) == size:
+        if size > 0 and there.get(path) == size and path not in overwritten:
             by_size.setdefault(size, {}).setdefault(digest, path)
     candidates = [i for i in plan.items if i.reason == "new" and i.size in by_size]
     if not candidates:
