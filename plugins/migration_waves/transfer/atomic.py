@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 
-from migration_waves.transfer.manifest import TEMP_MARKER
+from migration_waves.transfer.listing import TEMP_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from fsspec import AbstractFileSystem

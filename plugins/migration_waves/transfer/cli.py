@@ -9,7 +9,9 @@ Only argparse is imported here; the handler imports the engine (fsspec, pydantic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -144,12 +146,48 @@ def _unreachable(exc: Exception, args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def _local_path(url: str) -> str | None:
+    """The absolute path of a plain path or file:// URL (as fsspec's local filesystem reads it)."""
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    elif "://" in url:
+        return None
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def _start_listings(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """Local to local: list source and target in two children while the engine is imported."""
+    from migration_waves.transfer.listing import list_local_in_child
+
+    src, dst = _local_path(args.src), _local_path(args.dst)
+    if src is None or dst is None or not os.path.isdir(src):
+        return None  # the engine reports a missing source with its usual message
+    collect_src = list_local_in_child(src, args.include, args.exclude, args.links, sort=True)
+    if collect_src is None:
+        return None
+    collect_dst = list_local_in_child(dst, args.include, args.exclude, args.links)
+    if collect_dst is None:
+        collect_src()
+        return None
+    return collect_src, collect_dst
+
+
 def _transfer(args: argparse.Namespace) -> int:
+    if args.transfers < 1:
+        return _refused(ValueError("--transfers must be at least 1"), args.json)
+    prelisted = _start_listings(args)
+    try:
+        return _run_transfer(args, prelisted)
+    finally:
+        for collect in prelisted or ():
+            with contextlib.suppress(Exception):
+                collect()  # reaps a child the run never asked for (it stopped early)
+
+
+def _run_transfer(args: argparse.Namespace, prelisted: tuple[Any, Any] | None) -> int:
     from migration_waves.transfer.errors import TransferError
     from migration_waves.transfer.run import run_transfer
 
-    if args.transfers < 1:
-        return _refused(ValueError("--transfers must be at least 1"), args.json)
     try:
         summary = run_transfer(
             args.src,
@@ -166,6 +204,7 @@ def _transfer(args: argparse.Namespace) -> int:
             manifest_out=args.manifest_out,
             bwlimit=args.bwlimit,
             links=args.links,
+            prelisted=prelisted,
         )
     except TransferError as exc:
         return _refused(exc, args.json)

@@ -30,6 +30,7 @@ from migration_waves.transfer.errors import (
     SourceNotFound,
     TransferError,
 )
+from migration_waves.transfer.listing import list_local_in_child
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
     LinkListing,
@@ -48,7 +49,6 @@ from migration_waves.transfer.manifest import (
     link_digest,
     list_files,
     list_links,
-    list_local_in_child,
     local_buffer,
     strip_root,
 )
@@ -435,6 +435,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+Collector = Callable[[], tuple[Listing, list[str]]]
+
+
 def _list_both(
     src_fs: AbstractFileSystem,
     src_base: str,
@@ -445,8 +448,22 @@ def _list_both(
     links: LinkPolicy,
     skipped: list[str],
     parallel: bool,
+    prelisted: tuple[Collector, Collector] | None = None,
 ) -> tuple[Listing, Listing]:
-    """Source and target listings; with `parallel`, a local target is listed in a child process."""
+    """Source and target listings.
+
+    `prelisted`: (source, target) collectors of listings already running in child processes
+    (the CLI starts them before it imports the engine). With `parallel`, a local target is listed
+    in a child process while this process lists the source.
+    """
+    if prelisted is not None:
+        src_collect, dst_collect = prelisted
+        try:
+            src_listing, src_skipped = src_collect()
+        finally:
+            dst_listing, _ = dst_collect()  # always reaped, even when the source listing failed
+        skipped.extend(src_skipped)
+        return src_listing, dst_listing
     collect = (
         list_local_in_child(dst_base, include, exclude, links) if parallel and is_local(dst_fs) else None
     )
@@ -457,7 +474,7 @@ def _list_both(
             collect()
         raise
     dst_listing = (
-        collect() if collect is not None else list_files(dst_fs, dst_base, include, exclude, links=links)
+        collect()[0] if collect is not None else list_files(dst_fs, dst_base, include, exclude, links=links)
     )
     return src_listing, dst_listing
 
@@ -490,6 +507,7 @@ def copy_tree(
     parallel_listing: bool = False,
     last_listed_at: float | None = None,
     verify_placed: bool = False,
+    prelisted: tuple[Collector, Collector] | None = None,
 ) -> TransferResult:
     """Copy a tree from one fsspec filesystem to another: plan, then copy, then delete.
 
@@ -515,10 +533,12 @@ def copy_tree(
     artifact identical to an earlier one) is copied within the target instead of sent again;
     the default does it where that saves sending bytes (local source, remote target).
     `parallel_listing` lists a local target in a forked child while the source is listed (for a
-    single-threaded process such as the CLI). `last_listed_at` (default: `previous.listed_at`) is
-    when the previous run listed the source: files whose mtime is within the source's mtime
-    precision of it get their digests compared before a skip. `verify_placed` reads each placed
-    file back right after placing it; one that differs is in `mismatched`, not the manifest.
+    single-threaded process such as the CLI); `prelisted` hands in (source, target) listings a
+    caller already started in child processes (local to local). `last_listed_at` (default:
+    `previous.listed_at`) is when the previous run listed the source: files whose mtime is
+    within the source's mtime precision of it get their digests compared before a skip.
+    `verify_placed` reads each placed file back right after placing it; one that differs is in
+    `mismatched`, not the manifest.
     Per-file failures do not raise: they are in `errors` / `unstable` and `passed` is False.
     """
     started = time.perf_counter()
@@ -539,7 +559,16 @@ def copy_tree(
         raise SourceNotFound(dataset, src_url, "does not exist")
     links_skipped: list[str] = []
     src_listing, dst_listing = _list_both(
-        src_fs, src_base, dst_fs, dst_base, include, exclude, links, links_skipped, parallel_listing
+        src_fs,
+        src_base,
+        dst_fs,
+        dst_base,
+        include,
+        exclude,
+        links,
+        links_skipped,
+        parallel_listing,
+        prelisted,
     )
     if not src_listing:
         detail = "holds no files"

@@ -8,24 +8,31 @@ them as Parquet. Digests are always computed from file contents, never from stor
 
 from __future__ import annotations
 
-import array
-import fnmatch
 import functools
 import hashlib
-import marshal
 import os
 import posixpath
-import re
-import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
 from migration_waves.transfer.errors import TransferError
+from migration_waves.transfer.listing import (  # the listing half of this module's API, re-exported
+    LINK_POLICIES as LINK_POLICIES,
+)
+from migration_waves.transfer.listing import TEMP_MARKER as TEMP_MARKER
+from migration_waves.transfer.listing import LinkListing as LinkListing
+from migration_waves.transfer.listing import LinkPolicy as LinkPolicy
+from migration_waves.transfer.listing import Listing as Listing
+from migration_waves.transfer.listing import _walk_local
+from migration_waves.transfer.listing import is_temp_name as is_temp_name
+from migration_waves.transfer.listing import list_local_rows as list_local_rows
+from migration_waves.transfer.listing import select_links as select_links
+from migration_waves.transfer.listing import selector as selector
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -35,12 +42,6 @@ CHUNK_SIZE = 8 * 1024 * 1024  # 8 MiB: large enough to stream fast, small enough
 LOCAL_BUFFER = 1024 * 1024  # local reads: 1 MiB stays in the CPU cache between read, hash and write
 PARALLEL_HASH_MIN = 16 * 1024 * 1024  # blake3 spreads one file over several cores from this size
 ALGORITHMS = ("blake3", "sha256", "md5", "xxh128", "crc32c")
-TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<uuid>
-
-Listing = list[tuple[str, int, float]]
-LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
-LinkPolicy = Literal["skip", "follow", "copy"]
-LINK_POLICIES: tuple[str, ...] = ("skip", "follow", "copy")
 LINK_DIGEST_PREFIX = b"symlink:"  # a link's digest covers this prefix and its text, never what it points to
 
 
@@ -302,14 +303,6 @@ def join(root: str, relpath: str) -> str:
     return posixpath.join(root, relpath) if root != "/" else "/" + relpath
 
 
-def is_temp_name(relpath: str) -> bool:
-    """True for our own in-flight files (`.<name>.mwpart-<uuid>`)."""
-    if TEMP_MARKER not in relpath:  # the common case, without splitting the path
-        return False
-    base = posixpath.basename(relpath)
-    return base.startswith(".") and TEMP_MARKER in base
-
-
 def info_mtime(info: dict[str, Any]) -> float:
     """Modification time (epoch seconds) from an fsspec info dict, whatever the backend calls it.
 
@@ -331,144 +324,6 @@ def info_mtime(info: dict[str, Any]) -> float:
     return 0.0
 
 
-#: A pattern that matches exactly one path: no wildcard, or each one escaped as glob.escape does
-#: (`[*]`, `[?]`, `[[]`); fnmatch reads those as the literal character.
-_LITERAL_PATTERN = re.compile(r"(?:[^*?\[]|\[[*?\[]\])*")
-_ESCAPED_CHAR = re.compile(r"\[([*?\[])\]")
-
-
-def _split_patterns(patterns: Sequence[str]) -> tuple[frozenset[str], list[str]]:
-    literal: set[str] = set()
-    wild: list[str] = []
-    for pat in patterns:
-        if _LITERAL_PATTERN.fullmatch(pat):
-            literal.add(_ESCAPED_CHAR.sub(r"\1", pat))
-        else:
-            wild.append(pat)
-    return frozenset(literal), wild
-
-
-def selector(include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Callable[[str], bool]:
-    """include/exclude fnmatch patterns as one predicate on a relative path (same answers as fnmatch).
-
-    Exact paths (`glob.escape(path)`, as a shard of a dataset selects its files) are looked up in
-    a set, so selecting 100,000 named files costs a lookup per path, not 100,000 matches.
-    """
-    inc_literal, inc_wild = _split_patterns(include)
-    exc_literal, exc_wild = _split_patterns(exclude)
-
-    def selected(relpath: str) -> bool:
-        # fnmatchcase: the same answer on every OS; note that "*" also matches "/" here
-        if (
-            include
-            and relpath not in inc_literal
-            and not any(fnmatch.fnmatchcase(relpath, p) for p in inc_wild)
-        ):
-            return False
-        return relpath not in exc_literal and not any(fnmatch.fnmatchcase(relpath, p) for p in exc_wild)
-
-    return selected
-
-
-def _walk_local(
-    base: str,
-    links: LinkPolicy,
-    skipped: list[str] | None,
-    links_found: LinkListing | None = None,
-    files: bool = True,
-) -> list[tuple[str, int, float]]:
-    """(relative path, size, mtime) of the regular files under a local folder, per the link policy.
-
-    fsspec's local find follows directory symlinks without loop checks (a link to an ancestor
-    nests until the kernel's ELOOP, two such links grow the walk exponentially); this walk knows
-    the (device, inode) of every folder on the way down, so a link back to one of them is a loop,
-    is skipped, and the walk always ends. A link to a folder elsewhere is followed (rsync -L).
-    With links="copy" no link is followed (rsync -l): each one goes to `links_found` with its text;
-    `files=False` (with "copy" only) then walks for the links alone, without a stat per file.
-    """
-    root_stat = os.stat(base)
-    out: list[tuple[str, int, float]] = []
-    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
-        (base, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
-    ]
-    while stack:
-        folder, prefix, ancestors = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            rel = prefix + entry.name
-            try:
-                link = entry.is_symlink()
-                if link and links == "copy":
-                    if links_found is not None:
-                        text = os.readlink(entry.path)
-                        links_found.append((rel, text, entry.stat(follow_symlinks=False).st_mtime))
-                    continue
-                if not files:
-                    if entry.is_dir(follow_symlinks=False):  # the type from readdir: no stat
-                        stack.append((entry.path, rel + "/", ancestors))
-                    continue
-                if link and links == "skip":
-                    if skipped is not None:
-                        skipped.append(f"{rel} (symlink)")
-                    continue
-                st = entry.stat(follow_symlinks=link)  # a followed link: what it points to
-            except OSError:  # dangling link, or one the kernel refuses to resolve (ELOOP)
-                if skipped is not None:
-                    skipped.append(f"{rel} (broken symlink)")
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    if skipped is not None:
-                        skipped.append(f"{rel} (symlink loop)")
-                    continue
-                stack.append((entry.path, rel + "/", ancestors | {key}))
-            elif stat.S_ISREG(st.st_mode):
-                out.append((rel, int(st.st_size), float(st.st_mtime)))
-    return out
-
-
-def _list_local_rows(
-    base: str,
-    include: Sequence[str],
-    exclude: Sequence[str],
-    links: LinkPolicy,
-    skipped: list[str] | None = None,
-    sort: bool = True,
-    links_found: LinkListing | None = None,
-) -> Listing:
-    if os.path.isfile(base):
-        raise TransferError(f"{base} is a file, not a folder; point the dataset at the folder that holds it")
-    if not os.path.isdir(base):
-        return []
-    filtered = bool(include or exclude)
-    selected = selector(include, exclude)
-    found: LinkListing | None = [] if links_found is not None else None
-    rows = [
-        row
-        for row in _walk_local(base, links, skipped, found)
-        if not is_temp_name(row[0]) and (not filtered or selected(row[0]))
-    ]
-    if sort:
-        rows.sort(key=_first)
-    if links_found is not None and found:
-        links_found.extend(_selected_links(found, include, exclude))
-    return rows
-
-
-def _selected_links(found: LinkListing, include: Sequence[str], exclude: Sequence[str]) -> LinkListing:
-    """Links in scope (include/exclude as for files, our own temp names left out), sorted by path."""
-    filtered = bool(include or exclude)
-    selected = selector(include, exclude)
-    return sorted(
-        (row for row in found if not is_temp_name(row[0]) and (not filtered or selected(row[0]))),
-        key=_first,
-    )
-
-
 def list_links(
     fs: AbstractFileSystem, root: str, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> LinkListing:
@@ -483,7 +338,7 @@ def list_links(
         return []
     found: LinkListing = []
     _walk_local(base, "copy", None, found, files=False)
-    return _selected_links(found, include, exclude)
+    return select_links(found, include, exclude)
 
 
 def list_files(
@@ -508,7 +363,7 @@ def list_files(
         raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
     if is_local(fs):
-        return _list_local_rows(base, include, exclude, links, skipped, links_found=links_found)
+        return list_local_rows(base, include, exclude, links, skipped, links_found=links_found)
     try:
         found = fs.find(base, detail=True, withdirs=False)
     except FileNotFoundError:
@@ -540,63 +395,6 @@ def is_plain_local(fs: AbstractFileSystem) -> bool:
     A subclass may change how files are opened (fault injection, auditing): it keeps fsspec's path.
     """
     return type(fs) is _local_fs_class()
-
-
-def list_local_in_child(
-    root: str, include: Sequence[str] = (), exclude: Sequence[str] = (), links: LinkPolicy = "skip"
-) -> Callable[[], Listing] | None:
-    """Start listing a local folder in a forked child; returns a function that waits for the rows.
-
-    rsync lists its sender and receiver sides in two processes; this lets a single-threaded
-    caller (the CLI) list the target on a second core while it lists the source. The rows come
-    back through a pipe with `marshal` (names with undecodable bytes survive: surrogates pass).
-    Returns None where forking is unsafe (threads running, no fork): list in-process then.
-    The rows come back in walk order, not sorted (the target listing is only looked up).
-    """
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        return None
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: list, send, and leave without running the parent's cleanup
-        code = 0
-        try:
-            os.close(read_fd)
-            try:
-                rows = _list_local_rows(root, include, exclude, links, sort=False)
-                # three flat values instead of 100,000 tuples: a tenth of the time to send and load
-                payload = marshal.dumps(
-                    (
-                        True,
-                        "\0".join([r[0] for r in rows]),
-                        array.array("q", [r[1] for r in rows]).tobytes(),
-                        array.array("d", [r[2] for r in rows]).tobytes(),
-                    )
-                )
-            except BaseException as exc:
-                payload = marshal.dumps((False, f"{type(exc).__name__}: {exc}", b"", b""))
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(payload)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-
-    def collect() -> Listing:
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        os.waitpid(pid, 0)
-        if not data:
-            raise TransferError(f"listing {root} in a child process failed without a reply")
-        ok, *parts = marshal.loads(data)
-        if not ok:
-            raise TransferError(f"listing {root} failed: {parts[0]}")
-        names, sizes, mtimes = parts
-        if not names:
-            return []
-        return list(zip(names.split("\0"), array.array("q", sizes), array.array("d", mtimes), strict=True))
-
-    return collect
 
 
 def is_local(fs: AbstractFileSystem) -> bool:

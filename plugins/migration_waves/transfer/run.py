@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.engine import FileError, PlanItem, copy_tree, human_bytes, verify_tree
+from migration_waves.transfer.engine import (
+    Collector,
+    FileError,
+    PlanItem,
+    copy_tree,
+    human_bytes,
+    verify_tree,
+)
 from migration_waves.transfer.errors import TransferError
 from migration_waves.transfer.manifest import (
     LinkPolicy,
@@ -194,6 +201,7 @@ def run_transfer(
     manifest_out: str | None = None,
     bwlimit: str | None = None,
     links: LinkPolicy = "skip",
+    prelisted: tuple[Collector, Collector] | None = None,
 ) -> RunSummary:
     """Copy (never deletes) or sync (deletes target-only files when `delete`) `source` to `target`.
 
@@ -245,6 +253,7 @@ def run_transfer(
         parallel_listing=True,
         last_listed_at=journal.listed_at(algorithm),
         verify_placed=True,
+        prelisted=prelisted,
     )
     summary = RunSummary(
         mode=mode,
