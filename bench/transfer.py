@@ -138,20 +138,32 @@ def warm(src: Path) -> None:
                     pass
 
 
+# ru_maxrss survives exec: a child forked from this (big) process would report this process's
+# peak as its own. A small launcher forks the command and reports the command's own peak.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measured(
-    cmd: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+    cmd: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,), rss: bool = False
 ) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MB) of one command, reaped with wait4 for its own peak RSS."""
+    """(wall seconds, peak RSS in MB: with `rss`, else 0) of one command."""
+    peak = CORPUS / ".peak"
+    full = [sys.executable, "-c", _LAUNCHER, str(peak), *cmd] if rss else cmd
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(full, capture_output=True, env=env)
     elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in ok:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-1500:]}")
-    return elapsed, usage.ru_maxrss // 1024
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-1500:]}")
+    return elapsed, int(peak.read_text()) // 1024 if rss else 0
 
 
 def median_of(
@@ -268,11 +280,13 @@ def main() -> int:
     shutil.rmtree(work / "big-copy", ignore_errors=True)
     flush()
     rss["copy of one 2 GiB file"] = measured(
-        [*ours, "copy", str(big), str(work / "big-copy"), *common, "--state", str(work / "big-state")], env
+        [*ours, "copy", str(big), str(work / "big-copy"), *common, "--state", str(work / "big-state")],
+        env,
+        rss=True,
     )[1]
     left, right = build_manifests(CORPUS / "manifests")
     rss["diff of two 1,000,000-entry manifests"] = measured(
-        [*ours, "diff", str(left), str(right)], env, ok=(1,)
+        [*ours, "diff", str(left), str(right)], env, ok=(1,), rss=True
     )[1]
 
     report(results, rss, total, verify, args)
