@@ -369,3 +369,47 @@ def test_manifest_out_is_complete_and_folds_the_log(
     journal = Journal(state, out["source"], out["target"])
     assert _state_files(journal) == ([], True)
     assert _verified_digests(journal) == _digests(src)
+
+
+# --- empty folders and repeated runs ------------------------------------------------------------
+
+
+def test_empty_folders_are_made_at_a_local_target_and_pruned_by_delete(tmp_path: Path) -> None:
+    from migration_waves.transfer.run import run_transfer
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "state")
+    (src / "data").mkdir(parents=True)
+    (src / "data" / "a.bin").write_bytes(b"a")
+    (src / "empty" / "deeper").mkdir(parents=True)
+    (src / "scratch").mkdir()
+    first = run_transfer(str(src), str(dst), state=state)
+    assert first.passed and first.dirs_created == 2
+    assert (dst / "empty" / "deeper").is_dir() and (dst / "scratch").is_dir()
+    # the source drops a folder of files: --delete removes the files and the folder they leave empty
+    (src / "old").mkdir()
+    (src / "old" / "b.bin").write_bytes(b"b")
+    assert run_transfer(str(src), str(dst), mode="sync", state=state).passed
+    (src / "old" / "b.bin").unlink()
+    (src / "old").rmdir()
+    gone = run_transfer(str(src), str(dst), mode="sync", state=state, delete=True)
+    assert gone.passed and gone.files_deleted == 1
+    assert not (dst / "old").exists() and (dst / "scratch").is_dir() and (dst / "data" / "a.bin").exists()
+
+
+def test_runs_repeated_leave_the_same_tree_and_never_nest(tmp_path: Path) -> None:
+    from migration_waves.transfer.run import run_transfer
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "state")
+    (src / "x").mkdir(parents=True)
+    (src / "x" / "1.bin").write_bytes(b"1" * 10)
+    (src / "2.bin").write_bytes(b"2")
+
+    def tree() -> list[str]:
+        return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*"))
+
+    assert run_transfer(str(src), str(dst), state=state).passed
+    once = tree()
+    for _ in range(3):  # a trailing slash or not, copy or sync: the same tree, no dst/src inside
+        assert run_transfer(str(src) + "/", str(dst), state=state).passed
+        assert run_transfer(str(src), str(dst) + "/", mode="sync", state=state).passed
+    assert tree() == once == ["2.bin", "x", "x/1.bin"]

@@ -36,14 +36,17 @@ def _no_children_left() -> bool:
 
 def test_child_listing_equals_the_in_process_listing(tmp_path: Path) -> None:
     _tree(tmp_path)
+    (tmp_path / "hollow" / "inner").mkdir(parents=True)
     collect = list_local_in_child(str(tmp_path), sort=True)
     assert collect is not None  # pytest runs this test on one thread: forking is allowed
-    rows, skipped = collect()
+    rows, skipped, empty = collect()
     expected_skipped: list[str] = []
-    assert rows == list_local_rows(str(tmp_path), (), (), "skip", expected_skipped)
+    expected_empty: list[str] = []
+    assert rows == list_local_rows(str(tmp_path), (), (), "skip", expected_skipped, empty_dirs=expected_empty)
     assert skipped == expected_skipped == ["link (symlink)"]
+    assert empty == expected_empty == ["hollow/inner"]
     assert "bad-\udcff-name" in {r[0] for r in rows} and "new\nline" in {r[0] for r in rows}
-    assert collect() == (rows, skipped)  # a second call returns the same reply
+    assert collect() == (rows, skipped, empty)  # a second call returns the same reply
     assert _no_children_left()
 
 
@@ -54,7 +57,7 @@ def test_child_listing_errors_come_back_as_transfer_errors(tmp_path: Path) -> No
     with pytest.raises(TransferError, match="is a file, not a folder"):
         collect()
     missing = list_local_in_child(str(tmp_path / "nope"))
-    assert missing is not None and missing() == ([], [])
+    assert missing is not None and missing() == ([], [], [])
     assert _no_children_left()
 
 

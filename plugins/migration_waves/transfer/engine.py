@@ -146,6 +146,7 @@ class TransferResult(BaseModel):
     files_skipped: int = 0
     bytes_skipped: int = 0
     files_moved: int = Field(default=0, description="copies made within the target (moved or known content)")
+    dirs_created: int = Field(default=0, description="empty source folders made at a local target")
     files_deleted: int = 0
     skips: list[tuple[str, int, float]] = Field(
         default_factory=list, exclude=True, description="(path, size, mtime) of every skipped file"
@@ -435,7 +436,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-Collector = Callable[[], tuple[Listing, list[str]]]
+Collector = Callable[[], tuple[Listing, list[str], list[str]]]
 
 
 def _list_both(
@@ -449,8 +450,9 @@ def _list_both(
     skipped: list[str],
     parallel: bool,
     prelisted: tuple[Collector, Collector] | None = None,
+    empty_dirs: list[str] | None = None,
 ) -> tuple[Listing, Listing]:
-    """Source and target listings.
+    """Source and target listings (the source's empty folders go to `empty_dirs`).
 
     `prelisted`: (source, target) collectors of listings already running in child processes
     (the CLI starts them before it imports the engine). With `parallel`, a local target is listed
@@ -459,16 +461,20 @@ def _list_both(
     if prelisted is not None:
         src_collect, dst_collect = prelisted
         try:
-            src_listing, src_skipped = src_collect()
+            src_listing, src_skipped, src_empty = src_collect()
         finally:
-            dst_listing, _ = dst_collect()  # always reaped, even when the source listing failed
+            dst_listing = dst_collect()[0]  # always reaped, even when the source listing failed
         skipped.extend(src_skipped)
+        if empty_dirs is not None:
+            empty_dirs.extend(src_empty)
         return src_listing, dst_listing
     collect = (
         list_local_in_child(dst_base, include, exclude, links) if parallel and is_local(dst_fs) else None
     )
     try:
-        src_listing = list_files(src_fs, src_base, include, exclude, links=links, skipped=skipped)
+        src_listing = list_files(
+            src_fs, src_base, include, exclude, links=links, skipped=skipped, empty_dirs=empty_dirs
+        )
     except BaseException:
         if collect is not None:
             collect()
@@ -558,6 +564,7 @@ def copy_tree(
     if not (os.path.exists(src_base) if src_local else src_fs.exists(src_base)):
         raise SourceNotFound(dataset, src_url, "does not exist")
     links_skipped: list[str] = []
+    empty_dirs: list[str] = []
     src_listing, dst_listing = _list_both(
         src_fs,
         src_base,
@@ -569,6 +576,7 @@ def copy_tree(
         links_skipped,
         parallel_listing,
         prelisted,
+        empty_dirs,
     )
     if not src_listing:
         detail = "holds no files"
@@ -758,6 +766,16 @@ def copy_tree(
                 result.files_deleted += 1
             except Exception as exc:
                 result.errors.append(FileError(path=item.path, error=f"delete failed: {_describe(exc)}"))
+        if is_plain_local(dst_fs) and deletes:
+            _prune_emptied_dirs(dst_base, [i.path for i in deletes], src_listing, empty_dirs)
+    if is_plain_local(dst_fs):
+        # empty source folders exist at a local target too (rsync -a); object stores have no
+        # folders, and a zero-byte "name/" marker would read as a file to some tools: none is made
+        for rel in empty_dirs:
+            folder = join(dst_base, rel)
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+                result.dirs_created += 1
 
     result.files_copied = len(copied)
     result.bytes_copied = sum(e.size for e in copied)
@@ -790,6 +808,26 @@ def copy_tree(
             f"(first error: {first.error}); no partial file was left under a final name, re-run to resume"
         )
     return result
+
+
+def _prune_emptied_dirs(
+    dst_base: str, deleted: list[str], src_listing: Listing, empty_dirs: list[str]
+) -> None:
+    """Remove target folders that deletions left empty and that the source does not have (rsync --delete)."""
+    keep = set(empty_dirs)
+    for rel, _, _ in src_listing:
+        cut = rel.rfind("/")
+        while cut > 0 and rel[:cut] not in keep:
+            keep.add(rel[:cut])
+            cut = rel.rfind("/", 0, cut)
+    candidates = {p.rsplit("/", 1)[0] for p in deleted if "/" in p}
+    for folder in sorted(candidates, key=len, reverse=True):  # deepest first
+        while folder and folder not in keep:
+            try:
+                os.rmdir(join(dst_base, folder))  # only succeeds on an empty folder
+            except OSError:
+                break
+            folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
 
 
 BATCH_FILES = 64  # files per worker task at most

@@ -349,6 +349,7 @@ def list_files(
     links: LinkPolicy = "skip",
     skipped: list[str] | None = None,
     links_found: LinkListing | None = None,
+    empty_dirs: list[str] | None = None,
 ) -> Listing:
     """Files under `root` as (relative posix path, size, mtime), sorted by path.
 
@@ -357,13 +358,16 @@ def list_files(
     On local disk symlinks are skipped (`links="skip"`), followed (`"follow"`, with loop
     detection) or, with `"copy"`, kept as links: never followed, left out of the rows and appended
     to `links_found` as (path, link text, mtime), sorted. What was left out is appended to
-    `skipped` ("path (why)"). Object stores have no symlinks.
+    `skipped` ("path (why)"). Object stores have no symlinks. Empty local folders in scope go to
+    `empty_dirs` (object stores have no folders: their zero-byte markers are not reported).
     """
     if links not in LINK_POLICIES:
         raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
     if is_local(fs):
-        return list_local_rows(base, include, exclude, links, skipped, links_found=links_found)
+        return list_local_rows(
+            base, include, exclude, links, skipped, links_found=links_found, empty_dirs=empty_dirs
+        )
     try:
         found = fs.find(base, detail=True, withdirs=False)
     except FileNotFoundError:

@@ -115,6 +115,7 @@ class RunSummary(BaseModel):
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
     extra_kept: int = 0
+    dirs_created: int = Field(default=0, description="empty source folders made at a local target")
     files_moved: int = Field(
         default=0, description="copied within the target: moved, renamed or known content"
     )
@@ -265,6 +266,7 @@ def run_transfer(
         errors=result.errors,
         extra_kept=len(result.extra_kept),
         files_moved=result.files_moved,
+        dirs_created=result.dirs_created,
         state_dir=journal.fs.unstrip_protocol(journal.dir),
     )
     copies = [i for i in result.plan if i.action == "copy"]
