@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.dags
 
@@ -18,30 +18,24 @@ def dag(tmp_path_factory: pytest.TempPathFactory, project_root: Path) -> Any:
     from migration_waves.airflow.dag_factory import build_wave_dag
 
     tmp = tmp_path_factory.mktemp("managed-dag")
-    include = project_root / "include"
-    spec = {
-        "wave": "managed", "order": 1, "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": {
+    spec = wave_spec(
+        project_root,
+        "managed",
+        state=tmp / "state",
+        sites={
             "onprem": {"kind": "onprem", "storage": str(tmp / "onprem")},
             "aws": {"kind": "cloud", "storage": "s3://ml-landing", "conn_id": "aws_cloud"},
             "gcp": {"kind": "cloud", "storage": "gs://ml-landing", "conn_id": "gcp_cloud"},
         },
-        "datasets": [
+        datasets=[
             {"name": "corpus", "class": "immutable", "source": "onprem:corpus/", "target": "aws:corpus/",
              "engine": "datasync", "engine_options": {"task_arn": TASK}},
             {"name": "features", "class": "mutable", "source": "onprem:features/", "target": "gcp:features/",
              "engine": "storage_transfer", "engine_options": {"project_id": "ml-landing-prod"}},
             {"name": "logs", "class": "telemetry", "source": "onprem:logs/", "target": "aws:logs/"},
         ],
-    }  # fmt: skip
-    path = tmp / "managed.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    )  # fmt: skip
+    path = write_spec(tmp / "managed.yaml", spec)
     return build_wave_dag(path)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.dags
 
@@ -16,26 +16,22 @@ def dag(tmp_path_factory: pytest.TempPathFactory, project_root: Path) -> Any:
     from migration_waves.airflow.dag_factory import build_wave_dag
 
     tmp = tmp_path_factory.mktemp("sharded-dag")
-    include = project_root / "include"
-    spec = {
-        "wave": "big", "order": 1, "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp / "state"),
-        "sites": {"onprem": {"kind": "onprem", "storage": str(tmp / "a")},
-                  "cloud": {"kind": "cloud", "storage": str(tmp / "b")}},
-        "datasets": [
+    spec = wave_spec(
+        project_root,
+        "big",
+        state=tmp / "state",
+        golden_images=False,
+        sites={"onprem": {"kind": "onprem", "storage": str(tmp / "a")},
+               "cloud": {"kind": "cloud", "storage": str(tmp / "b")}},
+        datasets=[
             {"name": "corpus", "class": "immutable", "source": "onprem:c/", "target": "cloud:c/",
              "shards": 8},
             {"name": "features", "class": "mutable", "source": "onprem:f/", "target": "cloud:f/",
              "shards": 2},
             {"name": "small", "class": "immutable", "source": "onprem:s/", "target": "cloud:s/"},
         ],
-    }  # fmt: skip
-    path = tmp / "big.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    )  # fmt: skip
+    path = write_spec(tmp / "big.yaml", spec)
     return build_wave_dag(path)
 
 

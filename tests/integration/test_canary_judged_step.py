@@ -15,8 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
 from canary_demo_support import running_services, train_tiny_model
+from spec_support import wave_spec, write_spec
 
 from migration_waves.canary import LocalRouter
 from migration_waves.canary.config import JudgeConfig, MetricRule
@@ -110,30 +110,24 @@ def test_holding_that_gathers_nothing_rolls_back(demo: Demo) -> None:
 
 @pytest.fixture
 def wave(tmp_path: Path, project_root: Path, demo: Demo) -> Path:
-    include = project_root / "include"
     payloads = tmp_path / "payloads.jsonl"
     payloads.write_text("".join(json.dumps(p) + "\n" for p in demo.payloads))
-    spec = {
-        "wave": "judged", "order": 1, "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 250, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"), "golden_images": str(include / "golden_images"),
-        "sites": {"onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
-                  "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")}},
-        "datasets": [],
-        "workloads": [{
+    spec = wave_spec(
+        project_root,
+        "judged",
+        state=tmp_path / "state",
+        targets={"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 250, "error_rate": 0.01},
+        sites={"onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
+               "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")}},
+        workloads=[{
             "name": "digits-classifier", "kind": "inference", "golden_image": "inference-cpu-dev",
             "baseline": demo.services.baseline_url, "candidate": demo.services.candidate_url,
             "router": {"kind": "local", "admin": demo.services.router_url}, "payloads": str(payloads),
             "canary": {"steps": [25, 100], "samples_per_step": 80, "concurrency": 4,
                        "judge": {**CONFIG.model_dump(), "max_samples": 120}},
         }],
-    }  # fmt: skip
-    path = tmp_path / "judged.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    )  # fmt: skip
+    return write_spec(tmp_path / "judged.yaml", spec)
 
 
 def _context() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -38,29 +39,22 @@ def gpu_wave(tmp_path: Path, project_root: Path) -> Path:
     (images / "inference-cpu-dev.yaml").write_text(yaml.safe_dump(plain))
     (images / "training-h200.yaml").write_text((src / "training-h200.yaml").read_text())
     train = {"kind": "training", "command": ["python", "-c", "pass"], "checkpoint": "onprem:ckpt/"}
-    spec = {
-        "wave": "gpus",
-        "order": 1,
-        "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(project_root / "include" / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(images),
-        "sites": {
+    spec = wave_spec(
+        project_root,
+        "gpus",
+        state=tmp_path / "state",
+        golden_images=images,
+        sites={
             "onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
             "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")},
         },
-        "workloads": [
+        workloads=[
             {"name": "trainer", "golden_image": "training-cpu-dev", **train},
             {"name": "plain", "golden_image": "inference-cpu-dev", **train},
             {"name": "big", "golden_image": "training-h200", **train},
         ],
-    }
-    path = tmp_path / "gpus.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    )
+    return write_spec(tmp_path / "gpus.yaml", spec)
 
 
 def _bench(spec: Path, image: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -101,22 +102,8 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
 
 
 def _wave(tmp_path: Path, project_root: Path, sites: dict[str, Any], dataset: dict[str, Any]) -> Path:
-    include = project_root / "include"
-    spec = {
-        "wave": "managed",
-        "order": 1,
-        "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": sites,
-        "datasets": [dataset],
-    }
-    path = tmp_path / "managed.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    spec = wave_spec(project_root, "managed", state=tmp_path / "state", sites=sites, datasets=[dataset])
+    path = write_spec(tmp_path / "managed.yaml", spec)
     return path
 
 

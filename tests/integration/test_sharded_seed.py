@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +29,16 @@ def big_wave(tmp_path: Path, project_root: Path) -> Path:
     for rel, size in sizes.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(rel.encode() * (size // len(rel)))
-    include = project_root / "include"
-    spec = {
-        "wave": "big", "order": 1, "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": {
-            "onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
-            "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")},
-        },
-        "datasets": [{"name": "corpus", "class": "immutable", "source": "onprem:corpus/",
-                      "target": "cloud:corpus/", "shards": 4, "checksum": "sha256"}],
-    }  # fmt: skip
-    path = tmp_path / "big.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    spec = wave_spec(
+        project_root,
+        "big",
+        state=tmp_path / "state",
+        sites={"onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
+               "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")}},
+        datasets=[{"name": "corpus", "class": "immutable", "source": "onprem:corpus/",
+                   "target": "cloud:corpus/", "shards": 4, "checksum": "sha256"}],
+    )  # fmt: skip
+    path = write_spec(tmp_path / "big.yaml", spec)
     return path
 
 

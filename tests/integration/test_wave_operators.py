@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from spec_support import wave_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -26,29 +27,21 @@ def small_wave(tmp_path: Path, project_root: Path) -> Path:
     (src / "features").mkdir()
     for i in range(3):
         (src / "features" / f"f{i}.csv").write_text(f"id,value\n{i},{i * 10}\n")
-    include = project_root / "include"
-    spec = {
-        "wave": "small",
-        "order": 1,
-        "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": {
+    spec = wave_spec(
+        project_root,
+        "small",
+        state=tmp_path / "state",
+        sites={
             "onprem": {"kind": "onprem", "storage": str(src)},
             "cloud": {"kind": "cloud", "storage": str(tmp_path / "cloud")},
         },
-        "datasets": [
+        datasets=[
             {"name": "corpus", "class": "immutable", "source": "onprem:corpus/", "target": "cloud:corpus/"},
             {"name": "features", "class": "mutable", "source": "onprem:features/",
              "target": "cloud:features/", "delete": True, "max_delete": 1},
         ],
-    }  # fmt: skip
-    path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    )  # fmt: skip
+    path = write_spec(tmp_path / "small.yaml", spec)
     return path
 
 

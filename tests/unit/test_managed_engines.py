@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from spec_support import wave_spec, write_spec
 from sts_schema_support import assert_matches_schema, schema_problems
 
 from migration_waves.spec.loader import SpecError, lint_paths, load_wave
@@ -29,26 +30,18 @@ LOC_B = "arn:aws:datasync:us-east-1:111122223333:location/loc-0123456789abcdef1"
 
 
 def _spec(tmp_path: Path, project_root: Path, datasets: list[dict[str, Any]]) -> Path:
-    include = project_root / "include"
-    data = {
-        "wave": "managed",
-        "order": 1,
-        "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": {
+    data = wave_spec(
+        project_root,
+        "managed",
+        state=tmp_path / "state",
+        sites={
             "onprem": {"kind": "onprem", "storage": "/srv/onprem"},
             "aws": {"kind": "cloud", "storage": "s3://ml-landing", "conn_id": "aws_cloud"},
             "gcp": {"kind": "cloud", "storage": "gs://ml-landing", "conn_id": "gcp_cloud"},
         },
-        "datasets": datasets,
-    }
-    path = tmp_path / "managed.yaml"
-    path.write_text(yaml.safe_dump(data))
+        datasets=datasets,
+    )
+    path = write_spec(tmp_path / "managed.yaml", data)
     return path
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import blake3
 import pytest
-import yaml
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
+from spec_support import wave_spec, write_spec
 
 from migration_waves.cli import main
 from migration_waves.spec.loader import SpecError, load_wave
@@ -298,28 +298,20 @@ def test_cli_copy_links_as_links(tree: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 def _wave(tmp_path: Path, project_root: Path, **dataset: Any) -> Path:
-    include = project_root / "include"
-    data = {
-        "wave": "linked",
-        "order": 1,
-        "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "state": str(tmp_path / "state"),
-        "golden_images": str(include / "golden_images"),
-        "sites": {
+    data = wave_spec(
+        project_root,
+        "linked",
+        state=tmp_path / "state",
+        sites={
             "onprem": {"kind": "onprem", "storage": str(tmp_path / "onprem")},
             "dr": {"kind": "onprem", "storage": str(tmp_path / "dr")},
             "aws": {"kind": "cloud", "storage": "s3://ml-landing", "conn_id": "aws_cloud"},
         },
-        "datasets": [
+        datasets=[
             {"name": "models", "class": "immutable", "source": "onprem:m/", "target": "dr:m/", **dataset}
         ],
-    }
-    path = tmp_path / "linked.yaml"
-    path.write_text(yaml.safe_dump(data))
+    )
+    path = write_spec(tmp_path / "linked.yaml", data)
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from spec_support import wave_spec, write_spec
 
 from migration_waves.transfer.errors import TransferError
 from migration_waves.transfer.manifest import Manifest, ManifestEntry, list_files, selector
@@ -135,20 +135,16 @@ def test_merge_checks_shard_manifests_against_the_plan() -> None:
 
 
 def _spec(tmp_path: Path, project_root: Path, **dataset: Any) -> Path:
-    include = project_root / "include"
-    data = {
-        "wave": "big", "order": 1, "window": "0 2 * * 6",
-        "owners": {"launch": "a", "validation": "b", "rollback": "c", "cutover": "d"},
-        "targets": {"rto_minutes": 5, "rpo_minutes": 5, "p95_ms": 100, "error_rate": 0.01},
-        "budget": {"egress_usd": 1, "pricing": str(include / "pricing" / "default.yaml")},
-        "tags": {"cost_center": "test", "owner": "a"},
-        "sites": {"onprem": {"kind": "onprem", "storage": "/srv/a"},
-                  "cloud": {"kind": "cloud", "storage": "/srv/b"}},
-        "datasets": [{"name": "corpus", "class": "immutable", "source": "onprem:c/", "target": "cloud:c/",
-                      **dataset}],
-    }  # fmt: skip
-    path = tmp_path / "big.yaml"
-    path.write_text(yaml.safe_dump(data))
+    data = wave_spec(
+        project_root,
+        "big",
+        golden_images=False,
+        sites={"onprem": {"kind": "onprem", "storage": "/srv/a"},
+               "cloud": {"kind": "cloud", "storage": "/srv/b"}},
+        datasets=[{"name": "corpus", "class": "immutable", "source": "onprem:c/", "target": "cloud:c/",
+                   **dataset}],
+    )  # fmt: skip
+    path = write_spec(tmp_path / "big.yaml", data)
     return path
 
 

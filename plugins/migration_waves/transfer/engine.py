@@ -154,6 +154,10 @@ class TransferResult(BaseModel):
     mismatched: list[str] = Field(
         default_factory=list, description="placed, but read back different from what was sent (verify_placed)"
     )
+    not_read_back: list[str] = Field(
+        default_factory=list,
+        description="placed and journaled, but the read-back failed (store unreachable): the next run checks",
+    )
     unstable: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
     links_skipped: list[str] = Field(
@@ -674,7 +678,7 @@ def copy_tree(
 
     dst_plain = is_plain_local(dst_fs)
 
-    def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None, bool]:
+    def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None, bool | None]:
         try:
             if item.path in moves:
                 entry = _copy_within(
@@ -702,13 +706,15 @@ def copy_tree(
                 return item, entry, None, True
             # read back now, while the file is hot in the page cache (or just uploaded)
             back = hash_local_file(target, algorithm) if dst_plain else hash_file(dst_fs, target, algorithm)
-        except Exception:
-            back = ("", -1)
+        except FileNotFoundError:
+            back = ("", -1)  # gone right after placement: not what was sent
+        except Exception as exc:  # the store did not answer: placed and journaled, verified later
+            return item, entry, exc, None
         return item, entry, None, back == (entry.digest, entry.size)
 
     def run_batch(
         batch: list[PlanItem],
-    ) -> list[tuple[PlanItem, ManifestEntry | None, BaseException | None, bool]]:
+    ) -> list[tuple[PlanItem, ManifestEntry | None, BaseException | None, bool | None]]:
         return [run_copy(item) for item in batch]
 
     # Small files go to the workers in batches: one task per file costs more than copying 4 KiB.
@@ -729,6 +735,11 @@ def copy_tree(
                 if entry is not None:
                     if same:
                         copied.append(entry)
+                    elif same is None:
+                        result.not_read_back.append(item.path)
+                        result.errors.append(
+                            FileError(path=item.path, error=f"placed, read-back failed: {_describe(exc)}")
+                        )
                     else:
                         result.mismatched.append(item.path)
                 elif isinstance(exc, _SourceChanged):
