@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.atomic import staged_write, supports_mtime, temp_name
+from migration_waves.transfer.atomic import placement, staged_write, supports_mtime, temp_name
 from migration_waves.transfer.errors import (
     DeleteLimitExceeded,
     PathCollision,
@@ -398,8 +398,12 @@ def _copy_one(
     rel: str,
     algorithm: str,
     throttle: Callable[[int], None] | None = None,
+    proven: set[str] | None = None,
 ) -> ManifestEntry:
-    """Stream one file source -> target while hashing; place it only if the source held still."""
+    """Stream one file source -> target while hashing; place it only if the source held still.
+
+    `proven` collects paths whose upload reply already proves the stored bytes (see below).
+    """
     src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     for _attempt in range(1 + UNSTABLE_RETRIES):
         if src_local and dst_local:
@@ -415,6 +419,30 @@ def _copy_one(
             os.replace(tmp, dst_path)
             return ManifestEntry(path=rel, size=n, mtime=before.st_mtime, digest=digest, algorithm=algorithm)
         size, mtime = _stat(src_fs, src_path, src_local)
+        if size <= SINGLE_PUT_MAX and placement(dst_fs) == "direct":
+            # An object store and a file that fits one request: one PUT of the whole body (the
+            # object appears complete or not at all). S3 answers it with the ETag, which for a
+            # single-part upload is the MD5 of the bytes it stored: with --checksum md5 that
+            # proves the object, with no HEAD or download after it.
+            if src_local:
+                with open(src_path, "rb") as fin:
+                    data = fin.read()
+            else:
+                data = src_fs.cat_file(src_path)
+            if throttle is not None:
+                throttle(len(data))
+            h = hasher(algorithm)
+            h.update(data)
+            after = _stat(src_fs, src_path, src_local)
+            if after[0] != size or abs(after[1] - mtime) > MTIME_TOLERANCE_S or len(data) != size:
+                continue
+            reply = dst_fs.pipe_file(dst_path, data)
+            digest = h.hexdigest()
+            if proven is not None and algorithm == "md5" and isinstance(reply, dict):
+                etag = str(reply.get("ETag") or "").strip('"')
+                if etag == digest:
+                    proven.add(rel)
+            return ManifestEntry(path=rel, size=size, mtime=mtime, digest=digest, algorithm=algorithm)
         try:
             with staged_write(dst_fs, dst_path, mtime=mtime) as out:
                 h = hasher(algorithm)
@@ -677,6 +705,7 @@ def copy_tree(
     copied: list[ManifestEntry] = []
 
     dst_plain = is_plain_local(dst_fs)
+    proven: set[str] = set()  # uploads whose reply proved the stored bytes (S3 single PUT + md5)
 
     def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None, bool | None]:
         try:
@@ -693,12 +722,15 @@ def copy_tree(
                     item.path,
                     algorithm,
                     throttle,
+                    proven,
                 )
             if on_copied is not None:
                 on_copied(entry)
         except Exception as exc:  # one bad file must not stop the others; it is reported
             return item, None, exc, False
         if not verify_placed:
+            return item, entry, None, True
+        if item.path in proven:
             return item, entry, None, True
         target = join(dst_base, item.path)
         try:
@@ -841,6 +873,7 @@ def _prune_emptied_dirs(
             folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
 
 
+SINGLE_PUT_MAX = 48 * 1024 * 1024  # object stores: up to this size one PUT (s3fs buffers 50 MiB anyway)
 BATCH_FILES = 64  # files per worker task at most
 LOCAL_SMALL_FILE = 1024 * 1024  # local to local, files below this size share one worker
 BATCH_BYTES = 16 * 1024 * 1024  # bytes per worker task at most (one big file is a batch of its own)
