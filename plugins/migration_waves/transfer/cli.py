@@ -85,6 +85,11 @@ def register(subparsers: Any) -> None:
         p.set_defaults(func=_transfer, mode=name)
     v = subparsers.add_parser("verify", help="hash source and target and compare them file by file")
     _common(v)
+    v.add_argument(
+        "--state",
+        metavar="URL",
+        help="state store: files found missing or different are sent again by the next copy/sync",
+    )
     v.set_defaults(func=_verify, mode="verify")
     d = subparsers.add_parser(
         "diff",
@@ -165,7 +170,7 @@ def _start_listings(args: argparse.Namespace) -> tuple[Any, Any] | None:
     collect_src = list_local_in_child(src, args.include, args.exclude, args.links, sort=True)
     if collect_src is None:
         return None
-    collect_dst = list_local_in_child(dst, args.include, args.exclude, args.links)
+    collect_dst = list_local_in_child(dst, args.include, args.exclude, "skip")  # never follow target links
     if collect_dst is None:
         collect_src()
         return None
@@ -229,6 +234,7 @@ def _verify(args: argparse.Namespace) -> int:
             exclude=args.exclude,
             manifest_out=args.manifest_out,
             links=args.links,
+            state=args.state,
         )
     except TransferError as exc:
         return _refused(exc, args.json)

@@ -9,6 +9,7 @@ manifests of the same dataset a day apart.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ class ManifestDiff(BaseModel):
 
 
 def _read(fs: AbstractFileSystem, path: str) -> tuple[pa.Table, str]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -48,6 +50,14 @@ def _read(fs: AbstractFileSystem, path: str) -> tuple[pa.Table, str]:
             table = pq.ParquetFile(f).read(columns=["path", "size", "digest"])
     except FileNotFoundError:
         raise TransferError(f"manifest {path} does not exist; write one with --manifest-out") from None
+    except (pa.ArrowException, KeyError, ValueError) as exc:
+        raise TransferError(
+            f"{path} is not a migration-waves manifest ({type(exc).__name__}: {exc}); "
+            "write one with --manifest-out"
+        ) from None
+    if pa.types.is_string(table.schema.field("path").type):
+        # compare paths as bytes: a manifest with non-UTF-8 names stores them as binary
+        table = table.set_column(0, "path", table.column("path").cast(pa.binary()))
     meta = table.schema.metadata or {}
     if b"migration_waves.algorithm" not in meta:
         raise TransferError(
@@ -104,7 +114,7 @@ def diff_manifest_files(
         setattr(out, f"{kind}_count", len(paths))
         if limit > 0 and len(paths):
             flat = paths.combine_chunks()
-            setattr(out, kind, flat.take(pc.sort_indices(flat)[:limit]).to_pylist())
+            setattr(out, kind, [os.fsdecode(b) for b in flat.take(pc.sort_indices(flat)[:limit]).to_pylist()])
     out.same = a.num_rows - out.missing_count - out.changed_count
     out.passed = out.missing_count == out.extra_count == out.changed_count == 0 and out.files_left > 0
     return out

@@ -30,7 +30,7 @@ from migration_waves.transfer.errors import (
     SourceNotFound,
     TransferError,
 )
-from migration_waves.transfer.listing import list_local_in_child
+from migration_waves.transfer.listing import SYMLINK_MARK, list_local_in_child
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
     LinkListing,
@@ -405,6 +405,11 @@ def _copy_one(
     `proven` collects paths whose upload reply already proves the stored bytes (see below).
     """
     src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
+    if dst_local and os.path.isdir(dst_path) and not os.path.islink(dst_path):
+        raise TransferError(
+            f"{rel}: the target holds a folder where the source has a file; move that folder away at "
+            "the target (or rename the file at the source) and re-run"
+        )
     for _attempt in range(1 + UNSTABLE_RETRIES):
         if src_local and dst_local:
             before = os.stat(src_path)
@@ -416,7 +421,12 @@ def _copy_one(
             ) or n != before.st_size:
                 os.unlink(tmp)
                 continue
-            os.replace(tmp, dst_path)
+            try:
+                os.replace(tmp, dst_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             return ManifestEntry(path=rel, size=n, mtime=before.st_mtime, digest=digest, algorithm=algorithm)
         size, mtime = _stat(src_fs, src_path, src_local)
         if size <= SINGLE_PUT_MAX and placement(dst_fs) == "direct":
@@ -483,38 +493,59 @@ def _list_both(
     parallel: bool,
     prelisted: tuple[Collector, Collector] | None = None,
     empty_dirs: list[str] | None = None,
+    dst_symlinks: list[str] | None = None,
 ) -> tuple[Listing, Listing]:
     """Source and target listings (the source's empty folders go to `empty_dirs`).
 
+    The link policy is the source's: a target is always listed without following its symlinks
+    (their paths go to `dst_symlinks`), so nothing is ever read or written through one.
     `prelisted`: (source, target) collectors of listings already running in child processes
     (the CLI starts them before it imports the engine). With `parallel`, a local target is listed
     in a child process while this process lists the source.
     """
+    dst_skipped: list[str] = []
     if prelisted is not None:
         src_collect, dst_collect = prelisted
         try:
             src_listing, src_skipped, src_empty = src_collect()
         finally:
-            dst_listing = dst_collect()[0]  # always reaped, even when the source listing failed
+            dst_listing, dst_skipped, _ = dst_collect()  # always reaped, even when the source failed
         skipped.extend(src_skipped)
         if empty_dirs is not None:
             empty_dirs.extend(src_empty)
-        return src_listing, dst_listing
-    collect = (
-        list_local_in_child(dst_base, include, exclude, links) if parallel and is_local(dst_fs) else None
-    )
-    try:
-        src_listing = list_files(
-            src_fs, src_base, include, exclude, links=links, skipped=skipped, empty_dirs=empty_dirs
+    else:
+        collect = (
+            list_local_in_child(dst_base, include, exclude, "skip") if parallel and is_local(dst_fs) else None
         )
-    except BaseException:
+        try:
+            src_listing = list_files(
+                src_fs, src_base, include, exclude, links=links, skipped=skipped, empty_dirs=empty_dirs
+            )
+        except BaseException:
+            if collect is not None:
+                collect()
+            raise
         if collect is not None:
-            collect()
-        raise
-    dst_listing = (
-        collect()[0] if collect is not None else list_files(dst_fs, dst_base, include, exclude, links=links)
-    )
+            dst_listing, dst_skipped, _ = collect()
+        else:
+            dst_listing = list_files(dst_fs, dst_base, include, exclude, links="skip", skipped=dst_skipped)
+    if dst_symlinks is not None:
+        dst_symlinks.extend(s[: -len(SYMLINK_MARK)] for s in dst_skipped if s.endswith(SYMLINK_MARK))
     return src_listing, dst_listing
+
+
+def _symlinks_in_the_way(dst_symlinks: list[str], src_listing: Listing) -> list[str]:
+    """Target symlinks standing where the source has a file or a folder (sorted)."""
+    if not dst_symlinks:
+        return []
+    paths = {row[0] for row in src_listing}
+    folders = set()
+    for rel in paths:
+        cut = rel.rfind("/")
+        while cut > 0 and rel[:cut] not in folders:
+            folders.add(rel[:cut])
+            cut = rel.rfind("/", 0, cut)
+    return sorted(link for link in dst_symlinks if link in paths or link in folders)
 
 
 def copy_tree(
@@ -595,8 +626,18 @@ def copy_tree(
 
     if not (os.path.exists(src_base) if src_local else src_fs.exists(src_base)):
         raise SourceNotFound(dataset, src_url, "does not exist")
+    if (
+        src_url == dst_url
+        or dst_url.startswith(src_url.rstrip("/") + "/")
+        or src_url.startswith(dst_url.rstrip("/") + "/")
+    ):
+        raise TransferError(
+            f"dataset {dataset}: source {src_url} and target {dst_url} overlap (one is inside the other); "
+            "copy to a folder outside the source"
+        )
     links_skipped: list[str] = []
     empty_dirs: list[str] = []
+    dst_symlinks: list[str] = []
     src_listing, dst_listing = _list_both(
         src_fs,
         src_base,
@@ -609,6 +650,7 @@ def copy_tree(
         parallel_listing,
         prelisted,
         empty_dirs,
+        dst_symlinks,
     )
     if not src_listing:
         detail = "holds no files"
@@ -669,9 +711,9 @@ def copy_tree(
     )
     if links_skipped:
         result.reasons.append(
-            f"dataset {dataset}: {len(links_skipped)} symlinks not copied (links={links}): "
-            f"{_some(links_skipped)}"
-            + ("; use links: follow to copy what they point to" if links == "skip" else "")
+            f"dataset {dataset}: {len(links_skipped)} paths not copied (symlinks with links={links}, "
+            f"names reserved for in-flight files): {_some(links_skipped)}"
+            + ("; use links: follow (--links follow) to copy what links point to" if links == "skip" else "")
         )
     if plan.racy:
         _settle_racy(plan, src_fs, src_base, dst_fs, dst_base, algorithm, transfers)
@@ -688,6 +730,18 @@ def copy_tree(
         result.plan = link_plan.add_to(result.plan, detail=plan_detail or dry_run)
         result.bytes_skipped += sum(item.size for item, _ in link_plan.skips)
         result.reasons.append(link_plan.describe(dataset))
+    # A target symlink where the source has a file or a folder would have the copy written
+    # through it, wherever it points: the link itself is replaced (rsync does the same); what it
+    # points to is left alone.
+    in_the_way = (
+        _symlinks_in_the_way(dst_symlinks, src_listing) if links != "copy" and is_plain_local(dst_fs) else []
+    )
+    if in_the_way:
+        result.reasons.append(
+            f"dataset {dataset}: {len(in_the_way)} symlinks at the target stand where the source has a file "
+            f"or a folder: {_some(in_the_way)}; "
+            + ("they would be replaced" if dry_run else "replaced (what they point to is untouched)")
+        )
     if dry_run:
         result.reasons.append(
             f"dataset {dataset}: dry run; would copy {counts['copy']} files "
@@ -699,6 +753,8 @@ def copy_tree(
 
     if link_plan is not None and link_plan.cleared:
         result.files_deleted += _clear_links(link_plan, dst_base, dataset)
+    for link in in_the_way:
+        os.unlink(join(dst_base, link))  # the link, not what it points to
     copies = plan.of("copy")
     if on_plan is not None:
         on_plan(plan)

@@ -65,7 +65,15 @@ class Journal:
         import fsspec
 
         self.fs: AbstractFileSystem
-        self.fs, root = fsspec.core.url_to_fs(state_url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(state_url)
+        except (ValueError, ImportError) as exc:
+            from migration_waves.transfer.errors import TransferError
+
+            raise TransferError(
+                f"state store {state_url!r}: {exc}; use a local path or a file://, s3:// or gs:// URL"
+            ) from None
+        self.root = root.rstrip("/")
         self.source, self.target = source, target
         self.dir = f"{root.rstrip('/')}/pairs/{pair_key(source, target)}"
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"

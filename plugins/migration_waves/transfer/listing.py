@@ -21,6 +21,7 @@ from typing import Any, Literal
 from migration_waves.transfer.errors import TransferError
 
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<token>
+SYMLINK_MARK = " (symlink)"  # how a skipped symlink is named in a `skipped` list: "<path> (symlink)"
 
 Listing = list[tuple[str, int, float]]
 LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
@@ -125,7 +126,7 @@ def _walk_local(
                     continue
                 if link and links == "skip":
                     if skipped is not None:
-                        skipped.append(f"{rel} (symlink)")
+                        skipped.append(rel + SYMLINK_MARK)
                     continue
                 st = entry.stat(follow_symlinks=link)  # a followed link: what it points to
             except OSError:  # dangling link, or one the kernel refuses to resolve (ELOOP)
@@ -142,6 +143,15 @@ def _walk_local(
             elif stat.S_ISREG(st.st_mode):
                 out.append((rel, int(st.st_size), float(st.st_mtime)))
     return out
+
+
+def _temp(rel: str, skipped: list[str] | None) -> bool:
+    """Whether `rel` is named like our in-flight files (left out; said in `skipped`, never silently)."""
+    if not is_temp_name(rel):
+        return False
+    if skipped is not None:
+        skipped.append(f"{rel} (named like an in-flight temp file: .<name>{TEMP_MARKER}<id>)")
+    return True
 
 
 def list_local_rows(
@@ -169,7 +179,7 @@ def list_local_rows(
     rows = [
         row
         for row in _walk_local(base, links, skipped, found, empty_dirs=empty)
-        if not is_temp_name(row[0]) and (not filtered or selected(row[0]))
+        if (not filtered or selected(row[0])) and not (TEMP_MARKER in row[0] and _temp(row[0], skipped))
     ]
     if sort:
         rows.sort(key=_first)

@@ -234,9 +234,17 @@ class Manifest(BaseModel):
 
         from migration_waves.transfer.atomic import staged_write
 
+        try:
+            path_column = pa.array(self.paths, pa.string())
+            encoding = b"utf-8"
+        except UnicodeEncodeError:
+            # a local name that is not UTF-8 (its bytes surrogate-escaped in Python): Parquet
+            # strings must be UTF-8, so the paths go in as their exact bytes
+            path_column = pa.array([os.fsencode(p) for p in self.paths], pa.binary())
+            encoding = b"bytes"
         table = pa.table(
             {
-                "path": pa.array(self.paths, pa.string()),
+                "path": path_column,
                 "size": pa.array(self.sizes, pa.int64()),
                 "mtime": pa.array(self.mtimes, pa.float64()),
                 "digest": pa.array(self.digests, pa.string()),
@@ -250,6 +258,7 @@ class Manifest(BaseModel):
             b"migration_waves.root": self.root.encode(),
             b"migration_waves.algorithm": self.algorithm.encode(),
             b"migration_waves.created_at": self.created_at.isoformat().encode(),
+            b"migration_waves.path_encoding": encoding,
         }
         if self.listed_at is not None:
             meta[b"migration_waves.listed_at"] = repr(self.listed_at).encode()
@@ -281,7 +290,7 @@ class Manifest(BaseModel):
             listed_at=float(meta[b"migration_waves.listed_at"])
             if b"migration_waves.listed_at" in meta
             else None,
-            paths=table.column("path").to_pylist(),
+            paths=_paths(table.column("path")),
             sizes=table.column("size").to_pylist(),
             mtimes=table.column("mtime").to_pylist(),
             digests=table.column("digest").to_pylist(),
@@ -290,6 +299,15 @@ class Manifest(BaseModel):
 
 def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
+
+
+def _paths(column: Any) -> list[str]:
+    """A Parquet path column as Python paths: UTF-8 strings, or exact bytes (surrogate-escaped)."""
+    import pyarrow as pa
+
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        return [os.fsdecode(b) for b in column.to_pylist()]
+    return column.to_pylist()
 
 
 def strip_root(fs: AbstractFileSystem, root: str) -> str:

@@ -145,8 +145,38 @@ def open_url(url: str) -> tuple[AbstractFileSystem, str]:
     if url.split("://", 1)[0] in ("s3", "s3a"):
         configured = fsspec.config.conf.get("s3", {}).get("config_kwargs") or {}
         options["config_kwargs"] = {**S3_CONFIG_DEFAULTS, **configured}
-    fs, root = fsspec.core.url_to_fs(url, **options)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except (ValueError, ImportError) as exc:  # an unknown scheme, or its package is not installed
+        raise TransferError(f"{url!r}: {exc}; use a local path or a file://, s3:// or gs:// URL") from None
     return fs, strip_root(fs, root)
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """Whether URL `inner` is `outer` or lies below it."""
+    outer = outer.rstrip("/")
+    return inner.rstrip("/") == outer or inner.startswith(outer + "/")
+
+
+def refuse_overlap(src_url: str, dst_url: str, state_url: str | None = None) -> None:
+    """Raise TransferError when source and target (or the state store) overlap.
+
+    A target inside its source would be copied into itself again on every run; a source inside
+    its target would be deleted by --delete; a state store inside either would be copied or
+    deleted with the data.
+    """
+    if _inside(dst_url, src_url) or _inside(src_url, dst_url):
+        raise TransferError(
+            f"source {src_url} and target {dst_url} overlap (one is inside the other); "
+            "copy to a folder outside the source"
+        )
+    if state_url is not None:
+        for name, url in (("source", src_url), ("target", dst_url)):
+            if _inside(state_url, url):
+                raise TransferError(
+                    f"the state store {state_url} is inside the {name} {url}; point --state outside "
+                    "both (default ~/.local/state/migration-waves)"
+                )
 
 
 def _read_back(
@@ -222,6 +252,7 @@ def run_transfer(
     dst_fs, dst_base = open_url(target)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     journal = Journal(state or default_state_url(), src_url, dst_url)
+    refuse_overlap(src_url, dst_url, journal.fs.unstrip_protocol(journal.root))
     unverified = journal.unverified(algorithm)
     interrupted = bool(journal.loaded_journals)
     recopy = journal.recopy()
@@ -349,12 +380,22 @@ def run_verify(
     exclude: Sequence[str] = (),
     manifest_out: str | None = None,
     links: LinkPolicy = "skip",
+    state: str | None = None,
 ) -> RunSummary:
-    """Hash both trees (source read, target read back) and compare them path by path."""
+    """Hash both trees (source read, target read back) and compare them path by path.
+
+    Files found missing or different are recorded in the pair's state, so the next copy or sync
+    of the same source and target sends them again even where size and mtime look unchanged.
+    """
+    from migration_waves.transfer.errors import SourceNotFound
+    from migration_waves.transfer.journal import Journal, default_state_url
+
     started = time.perf_counter()
     src_fs, src_base = open_url(source)
     dst_fs, dst_base = open_url(target)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
+    if not src_fs.exists(src_base):
+        raise SourceNotFound("verify", src_url, "does not exist")
     expected = build_manifest(src_fs, src_base, algorithm, include, exclude, workers=transfers, links=links)
     check = verify_tree(
         dst_fs,
@@ -379,6 +420,14 @@ def run_verify(
         passed=check.passed,
         reasons=check.reasons,
     )
+    bad = sorted({*check.digest_mismatch, *check.size_mismatch, *check.missing})
+    journal = Journal(state or default_state_url(), src_url, dst_url)
+    if bad or journal.recopy():
+        journal.set_recopy(bad)
+        if bad:
+            summary.reasons.append(
+                f"the next copy or sync of {src_url} to {dst_url} sends these {len(bad)} files again"
+            )
     if manifest_out and check.observed is not None:
         out_fs, out_path = open_url(manifest_out)
         check.observed.write_parquet(out_fs, out_path)

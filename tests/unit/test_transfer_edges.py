@@ -1,0 +1,136 @@
+"""Edge cases a first user hit (fresh-eyes review): each one through the real CLI on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+from migration_waves.cli import main
+from migration_waves.transfer.manifest import Manifest
+
+pytestmark = pytest.mark.unit
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    try:
+        return code, json.loads(out.strip().splitlines()[-1]), err
+    except (json.JSONDecodeError, IndexError):
+        return code, {}, err + out
+
+
+def test_a_symlink_at_the_target_is_replaced_never_written_through(tmp_path: Path, capsys) -> None:
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "victim").write_bytes(b"new")
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"keep me")
+    dst.mkdir()
+    (dst / "sub").symlink_to(outside)  # the target's "sub" points elsewhere
+    state = str(tmp_path / "state")
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
+    assert code == 0 and out["passed"]
+    assert (outside / "victim").read_bytes() == b"keep me"  # untouched
+    assert not (dst / "sub").is_symlink() and (dst / "sub" / "victim").read_bytes() == b"new"
+    assert any("symlinks at the target stand where the source has" in r for r in out["reasons"])
+    code, again, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
+    assert code == 0 and again["files_copied"] == 0  # settled: nothing sent again
+
+
+def test_names_that_are_not_utf8_go_through_manifests_and_diff(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(os.path.join(os.fsencode(src), b"bad-\xff-name"), "wb") as f:
+        f.write(b"x")
+    (src / "good").write_bytes(b"y")
+    manifest = tmp_path / "m.parquet"
+    code, out, err = cli(
+        capsys, "copy", str(src), str(tmp_path / "dst"), "--state", str(tmp_path / "s"),
+        "--manifest-out", str(manifest), "--json",
+    )  # fmt: skip
+    assert code == 0 and out["passed"], err
+    back = Manifest.read_parquet(LocalFileSystem(), str(manifest))
+    assert sorted(back.paths) == ["bad-\udcff-name", "good"]  # the exact bytes, surrogate-escaped
+    assert os.path.exists(os.path.join(os.fsencode(tmp_path / "dst"), b"bad-\xff-name"))
+    assert main(["diff", str(manifest), str(manifest)]) == 0
+
+
+def test_overlapping_source_target_or_state_is_refused(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    (src / "inner" / "f").write_bytes(b"1")
+    state = str(tmp_path / "state")
+    code, out, _ = cli(capsys, "copy", str(src), str(src / "backup"), "--state", state, "--json")
+    assert code == 2 and "overlap" in out["error"]
+    code, out, _ = cli(capsys, "sync", str(src / "inner"), str(src), "--delete", "--state", state, "--json")
+    assert code == 2 and "overlap" in out["error"]
+    inside = str(tmp_path / "dst" / "st")
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "dst"), "--state", inside, "--json")
+    assert code == 2 and "state store" in out["error"] and "inside the target" in out["error"]
+    assert sorted(p.name for p in src.rglob("*")) == ["f", "inner"]  # nothing moved, nothing made
+
+
+def test_unknown_schemes_and_non_manifests_are_refused_not_tracebacks(tmp_path: Path, capsys) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"1")
+    assert cli(capsys, "copy", "foo://x", str(tmp_path / "d"), "--json")[0] == 2
+    assert cli(capsys, "copy", str(tmp_path / "src"), "foo://x", "--json")[0] == 2
+    code, out, _ = cli(
+        capsys, "copy", str(tmp_path / "src"), str(tmp_path / "d"), "--state", "foo://s", "--json"
+    )
+    assert code == 2 and "file://, s3:// or gs://" in out["error"]
+    (tmp_path / "not.parquet").write_text("hello")
+    manifest = tmp_path / "m.parquet"
+    Manifest.from_rows("x", "blake3", [("a", 1, 0.0, "00")]).write_parquet(LocalFileSystem(), str(manifest))
+    code, out, _ = cli(capsys, "diff", str(manifest), str(tmp_path / "not.parquet"), "--json")
+    assert code == 2 and "not a migration-waves manifest" in out["error"]
+
+
+def test_a_folder_where_the_source_has_a_file_fails_clearly_and_leaves_nothing(
+    tmp_path: Path, capsys
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a").write_bytes(b"file")
+    (dst / "a").mkdir(parents=True)
+    (dst / "a" / "z").write_bytes(b"z")
+    for _ in range(2):
+        code, out, _ = cli(capsys, "copy", str(src), str(dst), "--state", str(tmp_path / "s"), "--json")
+        assert code == 1 and "holds a folder where the source has a file" in out["errors"][0]["error"]
+    assert sorted(p.name for p in dst.rglob("*")) == ["a", "z"]  # no temp files piling up
+
+
+def test_verify_failures_are_sent_again_by_the_next_sync(tmp_path: Path, capsys) -> None:
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "state")
+    src.mkdir()
+    (src / "plain.txt").write_bytes(b"right bytes")
+    os.utime(src / "plain.txt", (1.7e9, 1.7e9))  # long before any run: not "racy" (see the racy tests)
+    assert cli(capsys, "copy", str(src), str(dst), "--state", state, "--json")[0] == 0
+    target = dst / "plain.txt"
+    st = target.stat()
+    target.write_bytes(b"wrong bytes")  # same size; mtime put back: size and mtime cannot tell
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")[1]["files_copied"] == 0
+    code, out, _ = cli(capsys, "verify", str(src), str(dst), "--state", state, "--json")
+    assert code == 1 and out["mismatched"] == ["plain.txt"]
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")
+    assert code == 0 and out["files_copied"] == 1 and target.read_bytes() == b"right bytes"
+    assert cli(capsys, "verify", str(src), str(dst), "--state", state, "--json")[0] == 0
+
+
+def test_source_files_named_like_temp_files_are_reported(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data").write_bytes(b"d")
+    (src / ".notes.mwpart-abc").write_bytes(b"precious")
+    code, out, _ = cli(
+        capsys, "copy", str(src), str(tmp_path / "d"), "--state", str(tmp_path / "s"), "--json"
+    )
+    assert code == 0 and any(
+        ".notes.mwpart-abc (named like an in-flight temp file" in r for r in out["reasons"]
+    )
