@@ -134,3 +134,64 @@ def test_source_files_named_like_temp_files_are_reported(tmp_path: Path, capsys)
     assert code == 0 and any(
         ".notes.mwpart-abc (named like an in-flight temp file" in r for r in out["reasons"]
     )
+
+
+def test_one_run_per_source_and_target_at_a_time(tmp_path: Path, capsys) -> None:
+    from migration_waves.transfer.journal import Journal
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "state")
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    holder = Journal(
+        state, LocalFileSystem().unstrip_protocol(str(src)), LocalFileSystem().unstrip_protocol(str(dst))
+    )
+    holder.lock()  # as a run in progress holds it (flock: another open file description is refused)
+    try:
+        code, out, _ = cli(capsys, "copy", str(src), str(dst), "--state", state, "--json")
+        assert code == 2 and "another migration-waves run is copying" in out["error"]
+        assert cli(capsys, "copy", str(src), str(dst), "--state", state, "--dry-run", "--json")[0] == 0
+    finally:
+        holder.unlock()
+    assert cli(capsys, "copy", str(src), str(dst), "--state", state, "--json")[0] == 0
+
+
+def test_temp_files_of_dead_runs_on_this_host_are_removed_others_kept(tmp_path: Path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from migration_waves.transfer import atomic
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    dst.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)  # that process has exited
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "dead": f".f{atomic.TEMP_MARKER}{atomic._HOST}-{dead_pid:x}-abcdef0",
+            "alive": f".g{atomic.TEMP_MARKER}{atomic._HOST}-{alive.pid:x}-abcdef0",
+            "other host": f".h{atomic.TEMP_MARKER}zzzzzz-{dead_pid:x}-abcdef0",
+        }
+        for name in names.values():
+            (dst / name).write_bytes(b"partial")
+        assert cli(capsys, "copy", str(src), str(dst), "--state", str(tmp_path / "s"), "--json")[0] == 0
+        assert not (dst / names["dead"]).exists()
+        assert (dst / names["alive"]).exists() and (dst / names["other host"]).exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_temp_name_fits_the_filesystem_even_for_a_long_name(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    long = "n" * 250 + ".bin"  # 254 bytes: the temp name must not grow past 255
+    (src / long).write_bytes(b"1")
+    code, out, _ = cli(
+        capsys, "copy", str(src), str(tmp_path / "dst"), "--state", str(tmp_path / "s"), "--json"
+    )
+    assert code == 0 and out["passed"] and (tmp_path / "dst" / long).read_bytes() == b"1"

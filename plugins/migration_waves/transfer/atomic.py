@@ -11,8 +11,10 @@ Two ways, chosen by the filesystem:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,14 +38,44 @@ def placement(fs: AbstractFileSystem) -> Placement:
     return "direct" if protocols & OBJECT_STORE_PROTOCOLS else "rename"
 
 
-_TOKEN = uuid.uuid4().hex[:8]  # this process; a counter tells its temp files apart
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_TOKEN = uuid.uuid4().hex[:6]  # this process; a counter tells its temp files apart
 _COUNTER = itertools.count()
+NAME_MAX = 255  # bytes in one path component on Linux filesystems
 
 
 def temp_name(path: str) -> str:
-    """A hidden sibling of `path` that list_files ignores, unique across processes and threads."""
+    """A hidden sibling of `path` that list_files ignores, unique across processes and threads.
+
+    `.<name>.mwpart-<host>-<pid>-<token><n>`: the host and process that write it, so a later run
+    on the same host can tell a dead run's leftover (see `stale_temp`) from a live one's file. A
+    long name is shortened in the temp name only, so the temp name fits NAME_MAX as the final one does.
+    """
     cut = path.rfind("/") + 1
-    return f"{path[:cut]}.{path[cut:]}{TEMP_MARKER}{_TOKEN}{next(_COUNTER):x}"
+    suffix = f"{TEMP_MARKER}{_HOST}-{os.getpid():x}-{_TOKEN}{next(_COUNTER):x}"
+    name = os.fsencode(path[cut:])
+    room = NAME_MAX - 1 - len(suffix.encode())
+    return f"{path[:cut]}.{os.fsdecode(name[:room])}{suffix}"
+
+
+def stale_temp(name: str) -> bool:
+    """Whether temp file `name` was left by a process of this host that is no longer running."""
+    tag = name.rsplit(TEMP_MARKER, 1)[-1].split("-")
+    if len(tag) < 3 or tag[0] != _HOST:
+        return False  # another host's, or an older format: cannot tell, leave it
+    try:
+        pid = int(tag[1], 16)
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def supports_mtime(fs: AbstractFileSystem) -> bool:

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.atomic import placement, staged_write, supports_mtime, temp_name
+from migration_waves.transfer.atomic import placement, staged_write, stale_temp, supports_mtime, temp_name
 from migration_waves.transfer.errors import (
     DeleteLimitExceeded,
     PathCollision,
     SourceNotFound,
     TransferError,
 )
-from migration_waves.transfer.listing import SYMLINK_MARK, list_local_in_child
+from migration_waves.transfer.listing import SYMLINK_MARK, TEMP_MARK, list_local_in_child
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
     LinkListing,
@@ -494,6 +494,7 @@ def _list_both(
     prelisted: tuple[Collector, Collector] | None = None,
     empty_dirs: list[str] | None = None,
     dst_symlinks: list[str] | None = None,
+    dst_temps: list[str] | None = None,
 ) -> tuple[Listing, Listing]:
     """Source and target listings (the source's empty folders go to `empty_dirs`).
 
@@ -531,6 +532,8 @@ def _list_both(
             dst_listing = list_files(dst_fs, dst_base, include, exclude, links="skip", skipped=dst_skipped)
     if dst_symlinks is not None:
         dst_symlinks.extend(s[: -len(SYMLINK_MARK)] for s in dst_skipped if s.endswith(SYMLINK_MARK))
+    if dst_temps is not None:
+        dst_temps.extend(s[: -len(TEMP_MARK)] for s in dst_skipped if s.endswith(TEMP_MARK))
     return src_listing, dst_listing
 
 
@@ -638,6 +641,7 @@ def copy_tree(
     links_skipped: list[str] = []
     empty_dirs: list[str] = []
     dst_symlinks: list[str] = []
+    dst_temps: list[str] = []
     src_listing, dst_listing = _list_both(
         src_fs,
         src_base,
@@ -651,6 +655,7 @@ def copy_tree(
         prelisted,
         empty_dirs,
         dst_symlinks,
+        dst_temps,
     )
     if not src_listing:
         detail = "holds no files"
@@ -755,6 +760,12 @@ def copy_tree(
         result.files_deleted += _clear_links(link_plan, dst_base, dataset)
     for link in in_the_way:
         os.unlink(join(dst_base, link))  # the link, not what it points to
+    if is_plain_local(dst_fs):
+        # temp files of runs on this host that are gone (kill -9, a crash): never data, removed
+        for rel in dst_temps:
+            if stale_temp(rel):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(join(dst_base, rel))
     copies = plan.of("copy")
     if on_plan is not None:
         on_plan(plan)

@@ -85,6 +85,7 @@ class Journal:
         self._last_flush = time.monotonic()
         self.loaded_journals: list[str] = []
         self._info: dict[str, Any] | None = None
+        self._lock_fd: int | None = None
 
     @property
     def journal_dir(self) -> str:
@@ -181,6 +182,36 @@ class Journal:
         if not rows:
             return None
         return Manifest.from_rows(self.target, algorithm, rows.values())
+
+    def lock(self) -> None:
+        """Hold this pair's lock until `unlock` (or the process ends): one run per source/target.
+
+        A local state store only (flock); raises TransferError when another run holds it.
+        """
+        if not self._local or self._lock_fd is not None:
+            return
+        import fcntl
+
+        from migration_waves.transfer.errors import TransferError
+
+        self.fs.makedirs(self.dir, exist_ok=True)
+        path = self.fs._strip_protocol(f"{self.dir}/lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TransferError(
+                f"another migration-waves run is copying {self.source} to {self.target} (lock {path}); "
+                "wait for it to finish, or stop it"
+            ) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the pair's lock."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def recopy(self) -> list[str]:
         """Paths a run read back as different from what it sent: the next run sends them again."""

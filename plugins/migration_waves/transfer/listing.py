@@ -22,6 +22,7 @@ from migration_waves.transfer.errors import TransferError
 
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<token>
 SYMLINK_MARK = " (symlink)"  # how a skipped symlink is named in a `skipped` list: "<path> (symlink)"
+TEMP_MARK = f" (named like an in-flight temp file: .<name>{TEMP_MARKER}<id>)"
 
 Listing = list[tuple[str, int, float]]
 LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
@@ -150,7 +151,7 @@ def _temp(rel: str, skipped: list[str] | None) -> bool:
     if not is_temp_name(rel):
         return False
     if skipped is not None:
-        skipped.append(f"{rel} (named like an in-flight temp file: .<name>{TEMP_MARKER}<id>)")
+        skipped.append(rel + TEMP_MARK)
     return True
 
 

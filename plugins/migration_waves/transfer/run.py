@@ -201,21 +201,6 @@ def _read_back(
     return bad, total
 
 
-def _remove_stale_temps(fs: AbstractFileSystem, base: str) -> int:
-    """Remove our `.name.mwpart-*` files left by a killed run (local targets; object stores have none)."""
-    from migration_waves.transfer.manifest import is_temp_name
-
-    try:
-        names = fs.find(base)
-    except FileNotFoundError:
-        return 0
-    prefix = base.rstrip("/") + "/"
-    stale = [n for n in names if n.startswith(prefix) and is_temp_name(n[len(prefix) :])]
-    for name in stale:
-        fs.rm_file(name)
-    return len(stale)
-
-
 def run_transfer(
     source: str,
     target: str,
@@ -240,7 +225,6 @@ def run_transfer(
     reading it back, is read back at the target. Raises TransferError (and its subclasses
     SourceNotFound, DeleteLimitExceeded, PathCollision) before anything moves.
     """
-    from migration_waves.transfer.atomic import supports_mtime
     from migration_waves.transfer.journal import Journal, default_state_url
 
     started = time.perf_counter()
@@ -253,6 +237,44 @@ def run_transfer(
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     journal = Journal(state or default_state_url(), src_url, dst_url)
     refuse_overlap(src_url, dst_url, journal.fs.unstrip_protocol(journal.root))
+    if not dry_run:
+        journal.lock()
+    try:
+        return _run_locked(
+            journal, src_fs, src_base, dst_fs, dst_base, started, mode=mode, algorithm=algorithm,
+            transfers=transfers, include=include, exclude=exclude, delete=delete, count_cap=count_cap,
+            pct_cap=pct_cap, dry_run=dry_run, manifest_out=manifest_out, throttle=throttle, links=links,
+            prelisted=prelisted,
+        )  # fmt: skip
+    finally:
+        journal.unlock()
+
+
+def _run_locked(
+    journal: Any,
+    src_fs: AbstractFileSystem,
+    src_base: str,
+    dst_fs: AbstractFileSystem,
+    dst_base: str,
+    started: float,
+    *,
+    mode: Literal["copy", "sync"],
+    algorithm: str,
+    transfers: int,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    delete: bool,
+    count_cap: int,
+    pct_cap: float | None,
+    dry_run: bool,
+    manifest_out: str | None,
+    throttle: RateLimiter | None,
+    links: LinkPolicy,
+    prelisted: tuple[Collector, Collector] | None,
+) -> RunSummary:
+    from migration_waves.transfer.atomic import supports_mtime
+
+    src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     unverified = journal.unverified(algorithm)
     interrupted = bool(journal.loaded_journals)
     recopy = journal.recopy()
@@ -360,8 +382,6 @@ def run_transfer(
         journal.commit(vouched, deleted, complete=complete, listed_at=manifest.listed_at)
         if recopy:
             journal.set_recopy([])
-        if interrupted:
-            _remove_stale_temps(dst_fs, dst_base)
     if manifest_out:
         out_fs, out_path = open_url(manifest_out)
         manifest.write_parquet(out_fs, out_path)
