@@ -37,6 +37,8 @@ from migration_waves.transfer.manifest import (
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from fsspec import AbstractFileSystem
 
+    from migration_waves.transfer.journal import Journal
+
 Mode = Literal["copy", "sync", "verify"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*(?:/s)?\s*$", re.IGNORECASE)
@@ -251,7 +253,7 @@ def run_transfer(
 
 
 def _run_locked(
-    journal: Any,
+    journal: Journal,
     src_fs: AbstractFileSystem,
     src_base: str,
     dst_fs: AbstractFileSystem,
@@ -362,8 +364,13 @@ def _run_locked(
     summary.files_verified = result.files_copied + result.files_skipped - len(bad)
     summary.bytes_verified = result.bytes_copied + result.bytes_skipped - sum(want[p][0] for p in bad)
     summary.reasons = list(result.reasons)
+    # what the next run must send again: what read back wrong now, and what an earlier verify
+    # flagged that this run did not replace (it failed, or was not in scope)
+    failed = {*result.mismatched, *(e.path for e in result.errors), *result.unstable}
+    pending = sorted({*mismatched, *(set(recopy) - (placed - failed))})
+    if pending != sorted(recopy):
+        journal.set_recopy(pending)
     if mismatched:
-        journal.set_recopy(mismatched)
         summary.reasons.append(
             f"{len(mismatched)} files read back at {dst_url} differ from what was sent: "
             f"{', '.join(mismatched[:5])}; re-run: the next run sends them again"
@@ -380,8 +387,6 @@ def _run_locked(
             ]
             vouched = Manifest.from_rows(manifest.root, algorithm, rows)
         journal.commit(vouched, deleted, complete=complete, listed_at=manifest.listed_at)
-        if recopy:
-            journal.set_recopy([])
     if manifest_out:
         out_fs, out_path = open_url(manifest_out)
         manifest.write_parquet(out_fs, out_path)
