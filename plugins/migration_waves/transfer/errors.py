@@ -32,8 +32,8 @@ class SourceNotFound(TransferError):
         self.url = url
         super().__init__(
             f"dataset {dataset}: source {url} {detail}; nothing to copy. Check the dataset's "
-            "source (site:path) and the site's storage URL in the wave spec, and that the "
-            "connection can read it."
+            "source (site:path) and the site's storage URL in the wave spec (on the command line: "
+            "the SRC argument), and that the connection (or your credentials) can read it."
         )
 
 
