@@ -258,3 +258,17 @@ def test_a_renamed_source_file_is_copied_within_the_target(backend, source: Path
     assert sync.files_moved == (0 if backend["name"] == "local" else 2)
     assert sync.files_copied == 2 and sync.files_deleted == 1
     assert run_verify(str(source), backend["url"]).passed
+
+
+def test_without_state_a_target_that_only_looks_current_is_compared_not_vouched_for(
+    backend, source: Path, tmp_path: Path
+) -> None:
+    assert run_transfer(str(source), backend["url"], state=str(tmp_path / "first")).passed
+    fs, path = backend["fs"], f"{backend['root']}/plain.bin"
+    good = (source / "plain.bin").read_bytes()
+    fs.pipe_file(path, bytes(b ^ 0xFF for b in good))  # same size, other bytes, behind the tool's back
+    # a fresh state store: nothing vouches for the target, so same-size files are compared
+    fresh = run_transfer(str(source), backend["url"], mode="sync", state=str(tmp_path / "fresh"))
+    assert fresh.passed and fresh.files_copied == 1, fresh.reasons
+    assert fs.cat_file(path) == good
+    assert run_verify(str(source), backend["url"]).passed

@@ -195,3 +195,31 @@ def test_a_temp_name_fits_the_filesystem_even_for_a_long_name(tmp_path: Path, ca
         capsys, "copy", str(src), str(tmp_path / "dst"), "--state", str(tmp_path / "s"), "--json"
     )
     assert code == 0 and out["passed"] and (tmp_path / "dst" / long).read_bytes() == b"1"
+
+
+def test_a_store_that_stops_answering_stops_the_run_early(tmp_path: Path) -> None:
+    """An outage is not 10,000 separate file errors: after a run of failures the rest is not tried."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from migration_waves.transfer.engine import FAILURES_IN_A_ROW, copy_tree
+
+    class DownStore(MemoryFileSystem):  # stands in for an object store whose endpoint went away
+        attempts = 0
+
+        def _open(self, path: str, mode: str = "rb", **kwargs: object) -> object:
+            if "w" in mode:
+                DownStore.attempts += 1
+                raise ConnectionError("endpoint not answering")
+            return super()._open(path, mode, **kwargs)
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i:03d}").write_bytes(b"x" * 10)
+    down = DownStore(skip_instance_cache=True)
+    result = copy_tree(LocalFileSystem(), str(src), down, "/down", dataset="outage", transfers=2)
+    assert not result.passed and len(result.errors) == 200
+    assert (
+        FAILURES_IN_A_ROW <= DownStore.attempts <= FAILURES_IN_A_ROW + 2 * 64
+    )  # one batch per worker may run on
+    assert sum("not attempted" in e.error for e in result.errors) >= 200 - FAILURES_IN_A_ROW - 2 * 64

@@ -244,8 +244,17 @@ def test_racy_file_is_compared_by_digest(src: Path, tmp_path: Path) -> None:
     for side in (src, dst):
         os.utime(side / "x.txt", ns=(ns, ns))
 
-    # listed long after the write: not racy, size and mtime decide, and they cannot see the change
-    blind = copy_tree(LOCAL, str(src), LOCAL, str(dst), dataset="racy", last_listed_at=mtime + 10)
+    # listed long after the write, with a verified manifest vouching for the old version: not
+    # racy, size and mtime decide, and they cannot see the change (rsync's blind spot)
+    blind = copy_tree(
+        LOCAL,
+        str(src),
+        LOCAL,
+        str(dst),
+        dataset="racy",
+        last_listed_at=mtime + 10,
+        previous=seed.target_manifest,
+    )
     assert blind.passed and blind.files_copied == 0 and (dst / "c.bin").read_bytes() == old
 
     # listed in the same tick as the write: racy, the digests differ, the file is sent

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migration_waves.transfer.atomic import placement, staged_write, stale_temp, supports_mtime, temp_name
+from migration_waves.transfer.atomic import staged_write, stale_temp, supports_mtime, temp_name
 from migration_waves.transfer.errors import (
     DeleteLimitExceeded,
     PathCollision,
@@ -237,6 +238,7 @@ def plan_transfer(
     dst_keeps_mtime: bool = False,
     recopy: Iterable[str] = (),
     racy_after: float | None = None,
+    dst_mtime_precision: float = MTIME_TOLERANCE_S,
 ) -> TransferPlan:
     """Decide copy / skip / delete per path.
 
@@ -306,8 +308,9 @@ def plan_transfer(
                     # an older source (restored from backup) is still a different version
                     copy(rel, size, mtime, "mtime differs")
                     continue
-            elif mtime > dst_mtime + tol:
-                # no reference: the target's mtime is its upload time, only a newer source is a change
+            elif mtime > dst_mtime + max(tol, dst_mtime_precision):
+                # no reference: the target's mtime is its upload time, only a newer source is a
+                # change (by more than the store's timestamp precision: S3 keeps whole seconds)
                 copy(rel, size, mtime, "mtime newer")
                 continue
         skips.append((rel, size, mtime))
@@ -429,9 +432,9 @@ def _copy_one(
                 raise
             return ManifestEntry(path=rel, size=n, mtime=before.st_mtime, digest=digest, algorithm=algorithm)
         size, mtime = _stat(src_fs, src_path, src_local)
-        if size <= SINGLE_PUT_MAX and placement(dst_fs) == "direct":
-            # An object store and a file that fits one request: one PUT of the whole body (the
-            # object appears complete or not at all). S3 answers it with the ETag, which for a
+        if size <= SINGLE_PUT_MAX and _is_s3(dst_fs):
+            # S3 and a file that fits one request: one PUT of the whole body (the object
+            # appears complete or not at all). S3 answers it with the ETag, which for a
             # single-part upload is the MD5 of the bytes it stored: with --checksum md5 that
             # proves the object, with no HEAD or download after it.
             if src_local:
@@ -698,6 +701,7 @@ def copy_tree(
         dst_keeps_mtime=keeps_mtime,
         recopy=recopy,
         racy_after=racy_after,
+        dst_mtime_precision=source_mtime_precision(dst_fs),
     )
     link_plan = None
     if links == "copy":
@@ -720,6 +724,17 @@ def copy_tree(
             f"names reserved for in-flight files): {_some(links_skipped)}"
             + ("; use links: follow (--links follow) to copy what links point to" if links == "skip" else "")
         )
+    if manifest_scope == "all" and plan.skips:
+        # A skip that no verified manifest vouches for (no state yet, another algorithm, an
+        # earlier run's unknown file) is settled by digests of both sides before anything is
+        # recorded: a target that merely looks the same must not be written down as verified.
+        vouched = prior()
+        known = vouched.index() if vouched is not None else {}
+        racy = set(plan.racy)
+        for rel, size, mtime in plan.skips:
+            row = known.get(rel)
+            if rel not in racy and (row is None or row[1] != size or abs(row[2] - mtime) > MTIME_TOLERANCE_S):
+                plan.racy.append(rel)
     if plan.racy:
         _settle_racy(plan, src_fs, src_base, dst_fs, dst_base, algorithm, transfers)
     if detect_moves is None:
@@ -774,7 +789,11 @@ def copy_tree(
     dst_plain = is_plain_local(dst_fs)
     proven: set[str] = set()  # uploads whose reply proved the stored bytes (S3 single PUT + md5)
 
+    breaker = _Breaker(max(FAILURES_IN_A_ROW, 2 * transfers))
+
     def run_copy(item: PlanItem) -> tuple[PlanItem, ManifestEntry | None, BaseException | None, bool | None]:
+        if breaker.open:
+            return item, None, TransferError(breaker.why), False
         try:
             if item.path in moves:
                 entry = _copy_within(
@@ -794,7 +813,9 @@ def copy_tree(
             if on_copied is not None:
                 on_copied(entry)
         except Exception as exc:  # one bad file must not stop the others; it is reported
+            breaker.failed(exc)
             return item, None, exc, False
+        breaker.succeeded()
         if not verify_placed:
             return item, entry, None, True
         if item.path in proven:
@@ -940,10 +961,49 @@ def _prune_emptied_dirs(
             folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
 
 
+FAILURES_IN_A_ROW = 16  # storage errors in a row (at least 2 per worker) that stop a run early
+
+
+class _Breaker:
+    """Stops a run once the target (or source) store keeps failing: an outage, not a bad file.
+
+    Without it every remaining file would go through the client's full retries (seconds each:
+    hours for a large tree). Source changes and refused input do not count; a success resets it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.streak = 0
+        self.open = False
+        self.why = ""
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, _SourceChanged | TransferError):
+            return
+        with self._lock:
+            self.streak += 1
+            if self.streak >= self.limit and not self.open:
+                self.open = True
+                self.why = (
+                    f"not attempted: {self.streak} files failed in a row (last: {_describe(exc)}); "
+                    "the store looks unreachable, re-run when it answers again"
+                )
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.streak = 0
+
+
 SINGLE_PUT_MAX = 48 * 1024 * 1024  # object stores: up to this size one PUT (s3fs buffers 50 MiB anyway)
 BATCH_FILES = 64  # files per worker task at most
 LOCAL_SMALL_FILE = 1024 * 1024  # local to local, files below this size share one worker
 BATCH_BYTES = 16 * 1024 * 1024  # bytes per worker task at most (one big file is a batch of its own)
+
+
+def _is_s3(fs: AbstractFileSystem) -> bool:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & {"s3", "s3a"})
 
 
 def provider_digest_matches(fs: AbstractFileSystem, path: str, entry: ManifestEntry) -> bool:
@@ -992,7 +1052,7 @@ def _batches(items: list[PlanItem], workers: int) -> Iterator[list[PlanItem]]:
 
 
 def source_mtime_precision(fs: AbstractFileSystem) -> float:
-    """How far apart two writes must be for the source's mtime to tell them apart (seconds).
+    """How far apart two writes must be for this filesystem's mtimes to tell them apart (seconds).
 
     Local filesystems stamp mtimes from a coarse kernel clock (one timer tick, up to 10 ms);
     object stores keep whole seconds (S3 LastModified) or milliseconds (GCS).
