@@ -435,13 +435,18 @@ def _local_fs_class() -> type:
 _buffers = threading.local()
 
 
+def _thread_buffer(name: str, size: int) -> tuple[bytearray, memoryview]:
+    pair = getattr(_buffers, name, None)
+    if pair is None:
+        buf = bytearray(size)
+        pair = (buf, memoryview(buf))
+        setattr(_buffers, name, pair)
+    return pair
+
+
 def local_buffer() -> tuple[bytearray, memoryview]:
     """This thread's reusable 1 MiB I/O buffer (allocating one per file costs more than a small copy)."""
-    pair = getattr(_buffers, "pair", None)
-    if pair is None:
-        buf = bytearray(LOCAL_BUFFER)
-        pair = _buffers.pair = (buf, memoryview(buf))
-    return pair
+    return _thread_buffer("small", LOCAL_BUFFER)
 
 
 def hash_file(fs: AbstractFileSystem, path: str, algorithm: str) -> tuple[str, int]:
@@ -487,11 +492,7 @@ def hash_local_file(path: str, algorithm: str) -> tuple[str, int]:
 
 
 def _big_buffer() -> tuple[bytearray, memoryview]:
-    pair = getattr(_buffers, "big", None)
-    if pair is None:
-        buf = bytearray(PARALLEL_HASH_MIN)
-        pair = _buffers.big = (buf, memoryview(buf))
-    return pair
+    return _thread_buffer("big", PARALLEL_HASH_MIN)
 
 
 def hash_listing(
