@@ -457,3 +457,51 @@ def test_awkward_names_survive_byte_exact_local_memory_local(tmp_path: Path, mem
     assert _tree(tmp_path / "back") == _tree(src)
     assert sorted(e.path for e in down.target_manifest.entries) == sorted(names)
     assert [e.digest for e in down.target_manifest.entries] == [e.digest for e in up.target_manifest.entries]
+
+
+def test_plan_of_a_sorted_target_listing_equals_the_plan_of_a_shuffled_one() -> None:
+    """An incremental sync with no path added or removed compares the two sorted listings position
+    by position; any other shape goes through sets. Both must decide exactly as a plain
+    path-by-path comparison does, whatever was changed, added, removed or flagged for recopy."""
+    import random
+
+    rng = random.Random(7)
+    for case in range(40):
+        count = rng.randint(1, 300)
+        src = sorted((f"d{i % 7}/f{i:04d}", rng.randint(1, 9), 1000.0 + i) for i in range(count))
+        dst = list(src)
+        for i in rng.sample(range(len(dst)), rng.randint(0, len(dst) // 3)):
+            rel, size, mtime = dst[i]
+            dst[i] = (rel, size + 1, mtime) if rng.random() < 0.5 else (rel, size, mtime - 10)
+        if case % 4 in (1, 3):
+            dst.append(("zz-extra", 1, 1.0))  # only at the target
+        if case % 4 in (2, 3) and len(dst) > 1:
+            dst.pop(rng.randrange(len(dst) - 1))  # only at the source (3: as many paths, not the same)
+        dst.sort()
+        recopy = {src[rng.randrange(len(src))][0]} if case % 3 == 0 else set()
+        shuffled = list(dst)
+        rng.shuffle(shuffled)
+        plans = [
+            plan_transfer(
+                src,
+                listing,
+                delete=True,
+                max_delete=10**6,
+                dataset="d",
+                dst_keeps_mtime=True,
+                recopy=recopy,
+                racy_after=1100.0,
+            )
+            for listing in (dst, shuffled)
+        ]
+        there = {rel: (size, mtime) for rel, size, mtime in dst}
+        want_copy = sorted(
+            rel for rel, size, mtime in src if there.get(rel) != (size, mtime) or rel in recopy
+        )
+        want_delete = sorted(set(there) - {row[0] for row in src})
+        for plan in plans:
+            assert sorted(i.path for i in plan.of("copy")) == want_copy, case
+            assert sorted(i.path for i in plan.of("delete")) == want_delete, case
+            assert plan.skips == [row for row in src if row[0] not in want_copy], case
+            assert plan.racy == [row[0] for row in plan.skips if row[2] >= 1100.0], case
+        assert [i.model_dump() for i in plans[0].items] == [i.model_dump() for i in plans[1].items]

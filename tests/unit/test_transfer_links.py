@@ -336,3 +336,42 @@ def test_spec_links_copy_needs_a_local_target_and_no_shards(tmp_path: Path, proj
 
 
 TASK = "arn:aws:datasync:us-east-1:111122223333:task/task-0123456789abcdef0"
+
+
+@pytest.mark.parametrize("policy", ["skip", "follow", "copy"])
+def test_walk_relative_to_each_folder_equals_the_walk_by_full_path(
+    tree: Path, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk stats entries relative to an open folder (fstatat) where the OS allows; the
+    path-by-path walk (other platforms) must give the same rows, skips, links and empty folders."""
+    from migration_waves.transfer import listing
+
+    (tree / "hollow" / "inner").mkdir(parents=True)
+    (tree / "sub" / ".x.mwpart-dead00-1-abc1").write_bytes(b"t")  # an in-flight temp name
+
+    def walk() -> tuple[Any, ...]:
+        skipped: list[str] = []
+        found: list[tuple[str, str, float]] = []
+        empty: list[str] = []
+        rows = listing.list_local_rows(
+            str(tree),
+            (),
+            (),
+            policy,
+            skipped,
+            links_found=found,
+            empty_dirs=empty,  # type: ignore[arg-type]
+        )
+        return rows, sorted(skipped), found, empty
+
+    assert listing._SCANDIR_FD, "Linux scans folders by descriptor"
+    by_descriptor = walk()
+    monkeypatch.setattr(listing, "_SCANDIR_FD", False)
+    assert walk() == by_descriptor
+    rows, skipped, found, empty = by_descriptor
+    assert empty == ["hollow/inner"]
+    assert any(s.startswith("sub/.x.mwpart-") for s in skipped)
+    if policy == "follow":
+        assert "linked-dir/c.txt" in [r[0] for r in rows] and "sub/self (symlink loop)" in skipped
+    if policy == "copy":
+        assert [f[0] for f in found] == ["dangling", "linked-dir", "linked.bin", "sub/deep/up", "sub/self"]

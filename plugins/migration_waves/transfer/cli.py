@@ -170,7 +170,9 @@ def _start_listings(args: argparse.Namespace) -> tuple[Any, Any] | None:
     collect_src = list_local_in_child(src, args.include, args.exclude, args.links, sort=True)
     if collect_src is None:
         return None
-    collect_dst = list_local_in_child(dst, args.include, args.exclude, "skip")  # never follow target links
+    # never follow target links; sorted like the source, so an unchanged set of paths compares
+    # position by position
+    collect_dst = list_local_in_child(dst, args.include, args.exclude, "skip", sort=True)
     if collect_dst is None:
         collect_src()
         return None

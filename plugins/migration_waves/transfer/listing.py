@@ -13,9 +13,9 @@ import marshal
 import os
 import posixpath
 import re
-import stat
 import threading
 from collections.abc import Callable, Sequence
+from stat import S_ISDIR, S_ISREG
 from typing import Any, Literal
 
 from migration_waves.transfer.errors import TransferError
@@ -28,6 +28,10 @@ Listing = list[tuple[str, int, float]]
 LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
 LinkPolicy = Literal["skip", "follow", "copy"]
 LINK_POLICIES: tuple[str, ...] = ("skip", "follow", "copy")
+
+# scandir on an open folder: each entry is then stat'ed relative to it (where the OS allows)
+_SCANDIR_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -98,51 +102,71 @@ def _walk_local(
     With links="copy" no link is followed (rsync -l): each one goes to `links_found` with its text;
     `files=False` (with "copy" only) then walks for the links alone, without a stat per file.
     Folders with nothing in them (below the root) go to `empty_dirs`.
+
+    Each folder is opened once and its entries are stat'ed relative to it (fstatat), as find
+    does: the kernel then resolves one name per file instead of the whole path again. A folder
+    is known by the type readdir reports, with no stat at all, unless links are followed (loop
+    detection needs its device and inode).
     """
     root_stat = os.stat(base)
+    follow = links == "follow"
     out: list[tuple[str, int, float]] = []
+    append = out.append
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
         (base, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
     ]
     while stack:
         folder, prefix, ancestors = stack.pop()
+        fd: int | None = None
         try:
-            entries = list(os.scandir(folder))
+            if _SCANDIR_FD:
+                fd = os.open(folder, _DIR_FLAGS)
+            entries = list(os.scandir(folder if fd is None else fd))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
+            if fd is not None:
+                os.close(fd)
             continue
-        if not entries and prefix and empty_dirs is not None:
-            empty_dirs.append(prefix[:-1])
-        for entry in entries:
-            rel = prefix + entry.name
-            try:
-                link = entry.is_symlink()
-                if link and links == "copy":
-                    if links_found is not None:
-                        text = os.readlink(entry.path)
-                        links_found.append((rel, text, entry.stat(follow_symlinks=False).st_mtime))
-                    continue
-                if not files:
-                    if entry.is_dir(follow_symlinks=False):  # the type from readdir: no stat
-                        stack.append((entry.path, rel + "/", ancestors))
-                    continue
-                if link and links == "skip":
+        try:
+            if not entries and prefix and empty_dirs is not None:
+                empty_dirs.append(prefix[:-1])
+            for entry in entries:
+                name = entry.name
+                try:
+                    link = entry.is_symlink()
+                    if link:
+                        if links == "copy":
+                            if links_found is not None:
+                                text = os.readlink(entry.path if fd is None else name, dir_fd=fd)
+                                own_mtime = entry.stat(follow_symlinks=False).st_mtime
+                                links_found.append((prefix + name, text, own_mtime))
+                            continue
+                        if links == "skip":
+                            if skipped is not None:
+                                skipped.append(prefix + name + SYMLINK_MARK)
+                            continue
+                    elif not follow and entry.is_dir(follow_symlinks=False):  # readdir's type: no stat
+                        stack.append((f"{folder}/{name}", f"{prefix}{name}/", ancestors))
+                        continue
+                    if not files:
+                        continue
+                    st = entry.stat(follow_symlinks=link)  # a followed link: what it points to
+                except OSError:  # dangling link, or one the kernel refuses to resolve (ELOOP)
                     if skipped is not None:
-                        skipped.append(rel + SYMLINK_MARK)
+                        skipped.append(f"{prefix}{name} (broken symlink)")
                     continue
-                st = entry.stat(follow_symlinks=link)  # a followed link: what it points to
-            except OSError:  # dangling link, or one the kernel refuses to resolve (ELOOP)
-                if skipped is not None:
-                    skipped.append(f"{rel} (broken symlink)")
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    if skipped is not None:
-                        skipped.append(f"{rel} (symlink loop)")
-                    continue
-                stack.append((entry.path, rel + "/", ancestors | {key}))
-            elif stat.S_ISREG(st.st_mode):
-                out.append((rel, int(st.st_size), float(st.st_mtime)))
+                mode = st.st_mode
+                if S_ISREG(mode):
+                    append((prefix + name, st.st_size, st.st_mtime))
+                elif S_ISDIR(mode):
+                    key = (st.st_dev, st.st_ino)
+                    if key in ancestors:
+                        if skipped is not None:
+                            skipped.append(f"{prefix}{name} (symlink loop)")
+                        continue
+                    stack.append((f"{folder}/{name}", f"{prefix}{name}/", ancestors | {key}))
+        finally:
+            if fd is not None:
+                os.close(fd)
     return out
 
 
