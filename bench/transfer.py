@@ -8,7 +8,8 @@ bench/.corpus (git-ignored) and reused:
   reads every file back; `rsync -a` verifies nothing; `rclone copy` + `rclone check` is the
   like-for-like peer. Dirty pages are flushed (`sync`) before every timed run.
 - incremental, local to local: a tree of 100,000 files of 0.5-4 KiB; 1% of the files change
-  (content and mtime) between rounds; ours `sync` vs `rsync -a`; and a no-op round.
+  (content and mtime) before each of 5 rounds (median); ours `sync` vs `rsync -a`, who goes
+  first alternating, dirty pages flushed before each run; and a no-op round.
 - seed to S3: the first corpus to SeaweedFS on loopback; ours with `--checksum md5` (proved by the
   single-part ETag, no download) and with blake3 (every object read back) vs
   `rclone copy --transfers 8` (MD5 against the ETag, like ours with md5).
@@ -24,6 +25,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,11 +33,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "bench" / ".corpus"
 SMALL, BIG, SEED = 2000, 20, 3
 TREE_FILES, TREE_DIRS = 100_000, 100
+INCREMENTAL_ROUNDS = 5  # a 1% change each; the median is reported (these runs are short and noisy)
 TWO_GIB = 2 * 1024**3
 DIFF_ROWS = 1_000_000
 
@@ -186,7 +190,13 @@ def main() -> int:
     parser.add_argument("--checksum", default="blake3")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
     parser.add_argument("--skip-s3", action="store_true", help="leave out the SeaweedFS case")
+    parser.add_argument(
+        "--cases",
+        default="seed,incremental,s3,memory",
+        help="comma-separated cases to run (default: all): seed, incremental, s3, memory",
+    )
     args = parser.parse_args()
+    cases = set(args.cases.split(",")) - ({"s3"} if args.skip_s3 else set())
     for tool in ("rsync", "rclone"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install -y rsync rclone")
@@ -206,6 +216,36 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
 
     # -- seed ---------------------------------------------------------------------------------
+    if "seed" in cases:
+        results["seed"] = seed_case(src, work, ours, common, env, rclone, rclone_env, args.repeat)
+        verify: float | None = measured(
+            [*ours, "verify", str(src), str(work / "ours"), "--transfers", str(args.transfers)], env
+        )[0]
+    else:
+        verify = None
+    if "incremental" in cases:
+        results.update(incremental_case(tree, work, ours, common, env, args.repeat))
+    if "s3" in cases:
+        results["seed to S3"] = s3_case(src, work, ours, env, rclone_env)
+    rss: dict[str, int] = {}
+    if "memory" in cases:
+        rss = memory_case(work, ours, common, env)
+    report(results, rss, total, verify, args)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def seed_case(
+    src: Path,
+    work: Path,
+    ours: list[str],
+    common: list[str],
+    env: dict[str, str],
+    rclone: list[str],
+    rclone_env: dict[str, str],
+    repeat: int,
+) -> dict[str, float]:
+    """2,020 files local to local: ours (with read-back) vs rsync -a and rclone copy + check."""
     warm(src)
     d_ours, d_rsync, d_rclone = work / "ours", work / "rsync", work / "rclone"
 
@@ -220,60 +260,71 @@ def main() -> int:
     state = work / "state"
     seed = {
         "ours copy (+verify)": median_of(
-            args.repeat,
+            repeat,
             fresh(d_ours, state),
             [*ours, "copy", str(src), str(d_ours), *common, "--state", str(state)],
             env,
         ),
-        "rsync -a": median_of(args.repeat, fresh(d_rsync), ["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
+        "rsync -a": median_of(repeat, fresh(d_rsync), ["rsync", "-a", f"{src}/", f"{d_rsync}/"]),
     }
     copy_t, check_t = [], []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         fresh(d_rclone)()
         copy_t.append(measured([*rclone, "copy", str(src), str(d_rclone)], rclone_env)[0])
         check_t.append(measured([*rclone, "check", str(src), str(d_rclone)], rclone_env)[0])
     seed["rclone copy"] = statistics.median(copy_t)
     seed["rclone check"] = statistics.median(check_t)
     seed["rclone copy + check"] = statistics.median(a + b for a, b in zip(copy_t, check_t, strict=True))
-    results["seed"] = seed
+    return seed
 
-    # -- incremental on 100,000 files --------------------------------------------------------------
+
+def incremental_case(
+    tree: Path, work: Path, ours: list[str], common: list[str], env: dict[str, str], repeat: int
+) -> dict[str, dict[str, float]]:
+    """100,000 small files: one seed each, then 1% changes synced, then no-op syncs."""
     t_ours, t_rsync, t_state = work / "tree-ours", work / "tree-rsync", work / "tree-state"
     tree_cmd = [*ours, "sync", str(tree), str(t_ours), *common, "--state", str(t_state)]
-    seed_tree = {
+    rsync_tree = ["rsync", "-a", f"{tree}/", f"{t_rsync}/"]
+    out: dict[str, dict[str, float]] = {}
+    flush()
+    out["seed of 100,000 files (one run)"] = {
         "ours copy (+verify)": measured(
             [*ours, "copy", str(tree), str(t_ours), *common, "--state", str(t_state)], env
         )[0],
-        "rsync -a": measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0],
+        "rsync -a": measured(rsync_tree)[0],
     }
-    results["seed of 100,000 files (one run)"] = seed_tree
     inc_ours, inc_rsync = [], []
     (tree.parent / f"tree-{TREE_FILES}.done").unlink()  # the tree is being changed: rebuild next time
-    for round_ in range(1, args.repeat + 1):
+
+    def clean_then(cmd: list[str], env: dict[str, str] | None = None) -> float:
+        # what the seeds, the change and the other tool wrote is flushed first: write-back of
+        # someone else's dirty pages is not billed to whoever runs next
+        flush()
+        return measured(cmd, env)[0]
+
+    for round_ in range(1, INCREMENTAL_ROUNDS + 1):
         change_tree(tree, round_)
         warm(tree)
         # alternate who goes first: neither always gets the cache the other warmed
         if round_ % 2:
-            inc_ours.append(measured(tree_cmd, env)[0])
-            inc_rsync.append(measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0])
+            inc_ours.append(clean_then(tree_cmd, env))
+            inc_rsync.append(clean_then(rsync_tree))
         else:
-            inc_rsync.append(measured(["rsync", "-a", f"{tree}/", f"{t_rsync}/"])[0])
-            inc_ours.append(measured(tree_cmd, env)[0])
-    results["incremental 1% of 100,000 files"] = {
+            inc_rsync.append(clean_then(rsync_tree))
+            inc_ours.append(clean_then(tree_cmd, env))
+    out["incremental 1% of 100,000 files"] = {
         "ours sync (+verify)": statistics.median(inc_ours),
         "rsync -a": statistics.median(inc_rsync),
     }
-    results["no-op of 100,000 files"] = {
-        "ours sync": median_of(args.repeat, lambda: None, tree_cmd, env),
-        "rsync -a": median_of(args.repeat, lambda: None, ["rsync", "-a", f"{tree}/", f"{t_rsync}/"]),
+    out["no-op of 100,000 files"] = {
+        "ours sync": median_of(repeat, flush, tree_cmd, env),
+        "rsync -a": median_of(repeat, flush, rsync_tree),
     }
-    verify = measured([*ours, "verify", str(src), str(d_ours), "--transfers", str(args.transfers)], env)[0]
+    return out
 
-    # -- S3 ---------------------------------------------------------------------------------------
-    if not args.skip_s3:
-        results["seed to S3"] = s3_case(src, work, ours, env, rclone_env)
 
-    # -- memory -----------------------------------------------------------------------------------
+def memory_case(work: Path, ours: list[str], common: list[str], env: dict[str, str]) -> dict[str, int]:
+    """Peak RSS: one 2 GiB file copied with read-back; a diff of two 1,000,000-entry manifests."""
     rss: dict[str, int] = {}
     big = CORPUS / "big"
     build_big_file(big)
@@ -288,16 +339,28 @@ def main() -> int:
     rss["diff of two 1,000,000-entry manifests"] = measured(
         [*ours, "diff", str(left), str(right)], env, ok=(1,), rss=True
     )[1]
+    return rss
 
-    report(results, rss, total, verify, args)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def s3_case(
     src: Path, work: Path, ours: list[str], env: dict[str, str], rclone_env: dict[str, str]
 ) -> dict[str, float]:
-    """Seed the corpus to SeaweedFS on loopback with ours and rclone (one run each: it is slow)."""
+    """Seed the corpus to SeaweedFS on loopback with ours and rclone (one run each: it is slow).
+
+    The server shares the machine's CPUs with the client, so the CPU seconds each side used are
+    printed with each run: they say where the time went (`CPU_NOTES`).
+    """
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from seaweed_support import KEY, SECRET, SeaweedS3, weed_binary  # the tests' real-server helper
 
@@ -313,34 +376,50 @@ def s3_case(
             cmd = [*ours, "copy", str(src), f"s3://bench/ours-{algorithm}", "--transfers", "8",
                    "--checksum", algorithm, "--state", str(work / f"s3-state-{algorithm}")]  # fmt: skip
             label = "ours md5 (ETag proves it)" if algorithm == "md5" else "ours blake3 (read back)"
-            out[label] = measured(cmd, s3_env)[0]
+            out[label] = cpu_of(label, server, lambda cmd=cmd: measured(cmd, s3_env)[0])
         remote = {
             "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
             "RCLONE_CONFIG_SW_ENDPOINT": server.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": KEY,
             "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_SW_REGION": "us-east-1",
         }  # fmt: skip
         flush()
-        out["rclone copy --transfers 8"] = measured(
-            ["rclone", "--config", "/dev/null", "copy", "--transfers", "8", str(src), "sw:bench/rclone"],
-            {**rclone_env, **remote},
-        )[0]
+        rclone_cmd = ["rclone", "--config", "/dev/null", "copy", "--transfers", "8", str(src),
+                      "sw:bench/rclone"]  # fmt: skip
+        out["rclone copy --transfers 8"] = cpu_of(
+            "rclone copy --transfers 8", server, lambda: measured(rclone_cmd, {**rclone_env, **remote})[0]
+        )
         return out
     finally:
         server.stop()
+
+
+CPU_NOTES: list[str] = []
+
+
+def cpu_of(label: str, server: Any, run: Callable[[], float]) -> float:
+    """Run one timed command; note the CPU seconds it and the S3 server used meanwhile."""
+    assert server.proc is not None
+    client0, server0 = _children_cpu(), _process_cpu(server.proc.pid)
+    wall = run()
+    client, used = _children_cpu() - client0, _process_cpu(server.proc.pid) - server0
+    CPU_NOTES.append(
+        f"  {label:30} client {client:5.2f} CPU-s, S3 server {used:5.2f} CPU-s, wall {wall:5.2f} s"
+    )
+    return wall
 
 
 def report(
     results: dict[str, dict[str, float]],
     rss: dict[str, int],
     total: int,
-    verify: float,
+    verify: float | None,
     args: argparse.Namespace,
 ) -> None:
     cpu = platform.processor() or platform.machine()
     print(
         f"{time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
         f"seed corpus {SMALL + BIG} files, {total / 1e6:.0f} MB; --transfers {args.transfers}, "
-        f"--checksum {args.checksum}; median of {args.repeat}"
+        f"--checksum {args.checksum}; median of {args.repeat} ({INCREMENTAL_ROUNDS} for the incremental)"
     )
     for case, rows in results.items():
         mine = next(v for k, v in rows.items() if k.startswith("ours"))
@@ -353,8 +432,13 @@ def report(
             limit = TARGETS.get((case, name))
             verdict = "" if limit is None else f"  target <= {limit}: {'met' if ratio <= limit else 'MISSED'}"
             print(f"  {name:30} {secs:7.2f} s   ours/peer = {ratio:.2f}{verdict}")
-    print(f"\nours verify (hash both trees): {verify:.2f} s ({2 * total / 1e6 / verify:.0f} MB/s read)")
-    print("\npeak RSS:")
+    if CPU_NOTES:
+        print(f"\nseed to S3, CPU seconds on {os.cpu_count()} CPUs shared by client and server:")
+        print("\n".join(CPU_NOTES))
+    if verify is not None:
+        print(f"\nours verify (hash both trees): {verify:.2f} s ({2 * total / 1e6 / verify:.0f} MB/s read)")
+    if rss:
+        print("\npeak RSS:")
     for name, mb in rss.items():
         limit = RSS_LIMITS_MB[name]
         print(f"  {name:40} {mb:5d} MB   target < {limit} MB: {'met' if mb < limit else 'MISSED'}")

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+
+_ENDS_AT_ONCE = frozenset({"copy", "sync", "verify", "diff"})  # see run()
 
 
 def _lint(args: argparse.Namespace) -> int:
@@ -90,5 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `migration-waves` command: `main`, then the process ends.
+
+    After a transfer command the interpreter's own teardown (freeing every row of two 100,000-file
+    listings, module by module) would add tens of milliseconds to every run, so once the output is
+    flushed the process ends at once; every file the command wrote is closed by then.
+    """
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] in _ENDS_AT_ONCE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -243,3 +243,32 @@ def test_cli_imports_no_airflow_or_heavy_packages(src: Path, tmp_path: Path) -> 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rc": 0, "heavy": []}
+
+
+def test_the_command_ends_at_once_with_its_output_and_exit_status(src: Path, tmp_path: Path) -> None:
+    """`python -m migration_waves.cli` (and the installed `migration-waves`) end a transfer command
+    with os._exit once its output is flushed: piped stdout must still arrive whole, and the exit
+    status must be the command's own."""
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "migration_waves.cli"]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell
+    ok = subprocess.run(
+        [*cmd, "sync", str(src), str(tmp_path / "dst"), "--json", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=buffered,
+    )
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout)
+    assert summary["passed"] and summary["files_copied"] == len(_tree(src))
+    refused = subprocess.run(
+        [*cmd, "copy", str(tmp_path / "nowhere"), str(tmp_path / "d2"), "--json", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=buffered,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert json.loads(refused.stdout)["refused"] is True
+    assert "nowhere" in refused.stderr
