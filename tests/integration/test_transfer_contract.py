@@ -147,7 +147,8 @@ def test_deletes_only_when_asked_and_capped(backend, source: Path, tmp_path: Pat
     assert kept.passed and kept.files_deleted == 0 and kept.extra_kept == 4
     with pytest.raises(DeleteLimitExceeded, match="would delete 4 target files"):
         run_transfer(str(source), backend["url"], mode="sync", state=state, delete=True, max_delete="3")
-    with pytest.raises(DeleteLimitExceeded):
+    capped = r"more than max_delete=30% of the target's \d+ files \(\d\)"
+    with pytest.raises(DeleteLimitExceeded, match=capped):
         run_transfer(str(source), backend["url"], mode="sync", state=state, delete=True, max_delete="30%")
     done = run_transfer(str(source), backend["url"], mode="sync", state=state, delete=True, max_delete="4")
     assert done.passed and done.files_deleted == 4

@@ -718,8 +718,12 @@ def copy_tree(
         )
         if collisions:
             raise PathCollision(dataset, dst_url, collisions)
+    limit = None  # how the cap is worded when the percentage decides it
     if max_delete_pct is not None:
-        max_delete = min(max_delete, math.floor(len(dst_listing) * max_delete_pct / 100))
+        by_pct = math.floor(len(dst_listing) * max_delete_pct / 100)
+        if by_pct < max_delete:
+            max_delete = by_pct
+            limit = f"max_delete={max_delete_pct:g}% of the target's {len(dst_listing)} files ({by_pct})"
 
     loaded: list[Manifest | None] = []
 
@@ -734,23 +738,28 @@ def copy_tree(
     if last_listed_at is None and ref is not None:
         last_listed_at = ref.listed_at
     racy_after = None if last_listed_at is None else last_listed_at - source_mtime_precision(src_fs)
-    plan = plan_transfer(
-        src_listing,
-        dst_listing,
-        delete=delete,
-        max_delete=max_delete,
-        dataset=dataset,
-        previous=ref,
-        dst_keeps_mtime=keeps_mtime,
-        recopy=recopy,
-        racy_after=racy_after,
-        dst_mtime_precision=source_mtime_precision(dst_fs),
-    )
-    link_plan = None
-    if links == "copy":
-        link_plan = _plan_links(
-            plan, src_fs, src_base, dst_fs, dst_base, src_listing, include, exclude, delete, max_delete
+    try:
+        plan = plan_transfer(
+            src_listing,
+            dst_listing,
+            delete=delete,
+            max_delete=max_delete,
+            dataset=dataset,
+            previous=ref,
+            dst_keeps_mtime=keeps_mtime,
+            recopy=recopy,
+            racy_after=racy_after,
+            dst_mtime_precision=source_mtime_precision(dst_fs),
         )
+        link_plan = None
+        if links == "copy":
+            link_plan = _plan_links(
+                plan, src_fs, src_base, dst_fs, dst_base, src_listing, include, exclude, delete, max_delete
+            )
+    except DeleteLimitExceeded as exc:
+        if limit is None:
+            raise
+        raise DeleteLimitExceeded(dataset, exc.would_delete, max_delete, exc.sample, limit) from None
     result = TransferResult(
         dataset=dataset,
         dry_run=dry_run,

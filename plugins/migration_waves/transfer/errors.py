@@ -10,7 +10,9 @@ class TransferError(ValueError):
 class DeleteLimitExceeded(TransferError):
     """The plan would delete more target files than the dataset allows in one run."""
 
-    def __init__(self, dataset: str, would_delete: int, max_delete: int, sample: list[str]) -> None:
+    def __init__(
+        self, dataset: str, would_delete: int, max_delete: int, sample: list[str], limit: str | None = None
+    ) -> None:
         self.dataset = dataset
         self.would_delete = would_delete
         self.max_delete = max_delete
@@ -18,7 +20,7 @@ class DeleteLimitExceeded(TransferError):
         shown = ", ".join(sample[:5]) + (" ..." if len(sample) > 5 else "")
         super().__init__(
             f"dataset {dataset}: the sync would delete {would_delete} target files, more than "
-            f"max_delete={max_delete}; nothing was moved or deleted. First paths: {shown}. "
+            f"{limit or f'max_delete={max_delete}'}; nothing was moved or deleted. First paths: {shown}. "
             "Check that the source is complete (a wrong or half-mounted source looks like mass "
             "deletion), then raise max_delete for this dataset or set delete: false."
         )
