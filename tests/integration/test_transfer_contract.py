@@ -222,6 +222,11 @@ def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
     assert not dst.exists()
     ok = run_transfer(url, str(dst), state=str(tmp_path / "s"), exclude=["a"])
     assert ok.passed and _bytes_tree(dst) == {"a/b": b"object a/b", "Readme": b"R"}
+    # another prefix of the same store holds `a` and `a/b` side by side: nothing to refuse
+    copied = run_transfer(url, f"{url}-copy", state=str(tmp_path / "s2"))
+    assert copied.passed and copied.files_copied == 3, copied.reasons
+    assert fs.cat_file(f"{root}-copy/a") == b"object a" and fs.cat_file(f"{root}-copy/a/b") == b"object a/b"
+    assert run_transfer(url, f"{url}-copy", mode="sync", state=str(tmp_path / "s2")).files_copied == 0
 
 
 @pytest.mark.parametrize("algorithm", ["md5", "crc32c"])

@@ -101,10 +101,12 @@ def test_collisions_follow_the_target_capabilities() -> None:
         "case-only twins on a target that folds them",
         "Unicode normalisation (NFC/NFD) twins on a target that folds them",
     }
-    # a name cannot be a file and a folder: on every target, and across case on a folding one
+    # a name cannot be a file and a folder on a disk, also across case on a folding one; an
+    # object store holds the key `a` beside the prefix `a/`
     assert find_collisions(["a", "a/b"], Capabilities()) == [
         ("a file and a folder with the same name", ["a", "a/b"])
     ]
+    assert find_collisions(["a", "a/b"], Capabilities(file_and_folder=True)) == []
     assert find_collisions(["A", "a/b"], Capabilities(case_sensitive=False))[0][1] == ["A", "a/b"]
     assert find_collisions(["x//y", "./z", "q/../r"], Capabilities())[0][0].startswith("empty, '.' or '..'")
     assert len(find_collisions(["x//y", "./z", "q/../r"], Capabilities())) == 3

@@ -4,8 +4,9 @@ What a target can tell apart is a capability of its backend:
 - object stores (s3, gs): keys are case-sensitive, byte-exact UTF-8, no normalisation;
 - local disk: depends on the filesystem (ext4 is case- and normalisation-sensitive, APFS/NTFS
   usually are not), so it is probed on the target itself.
-Some collisions hold on every target: a file `a` beside a file `a/b` (a name cannot be a file
-and a folder), empty, `.` or `..` path components (doubled slashes from object-store keys).
+Some collisions hold on every target: empty, `.` or `..` path components (doubled slashes from
+object-store keys). A file `a` beside a file `a/b` collides on a disk (a name cannot be a file and
+a folder) but not on an object store, where `a` is a key and `a/` a prefix.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Capabilities:
     normalisation_sensitive: bool = True  # NFC and NFD spellings are different names
     utf8_only: bool = False  # object-store keys are UTF-8: undecodable bytes cannot be stored
     name_max: int | None = None  # longest path component in bytes, where the backend limits it
+    file_and_folder: bool = False  # `a` and `a/b` side by side (object stores: a key and a prefix)
 
 
 def _probe_dir(fs: AbstractFileSystem, root: str) -> str | None:
@@ -75,7 +77,13 @@ def capabilities(fs: AbstractFileSystem, root: str) -> Capabilities:
     where that is not writable, the platform default is assumed (macOS and Windows insensitive).
     """
     if placement(fs) == "direct":
-        return Capabilities(case_sensitive=True, normalisation_sensitive=True, utf8_only=True, name_max=1024)
+        return Capabilities(
+            case_sensitive=True,
+            normalisation_sensitive=True,
+            utf8_only=True,
+            name_max=1024,
+            file_and_folder=True,
+        )
     if isinstance(fs, LocalFileSystem):
         folder = _probe_dir(fs, root)
         default = not sys.platform.startswith(("darwin", "win"))
@@ -123,7 +131,7 @@ def find_collisions(
     """Groups of relative paths the target cannot hold apart, each with the reason, sorted.
 
     Checks: twins under the target's case/normalisation folding, a file that is also a folder
-    of another path, empty/`.`/`..` components, undecodable names on UTF-8 stores, and
+    of another path (not on object stores), empty/`.`/`..` components, undecodable names on UTF-8 stores, and
     components longer than the target allows. `held` are paths the target already holds under
     exactly these names: on a target that folds nothing they need no check of their own (an
     incremental sync checks only what is new), though new paths are still checked against them.
@@ -167,7 +175,8 @@ def find_collisions(
         keys = sorted((target_key(p, caps), p) for p in all_paths)
     else:
         keys = [(p, p) for p in all_paths]
-    found.extend(_file_and_folder(keys, {target_key(p, caps) for p in todo} if folds else set(todo)))
+    if not caps.file_and_folder:
+        found.extend(_file_and_folder(keys, {target_key(p, caps) for p in todo} if folds else set(todo)))
     found.sort(key=lambda row: (row[1], row[0]))
     return found
 
