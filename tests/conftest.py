@@ -1,7 +1,7 @@
-"""Test session setup: an isolated Airflow home and the marker rule.
+"""Test session setup: an isolated Airflow home, an isolated transfer state store, the marker rule.
 
 The Airflow settings are environment variables set here, before anything imports airflow, so
-the tests never touch a developer's `.airflow/`.
+the tests never touch a developer's `.airflow/` (nor their default migration-waves state).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ["MIGRATION_WAVES_STRICT"] = "1"
+# transfer runs without --state keep their journals here, never in ~/.local/state/migration-waves
+os.environ["MIGRATION_WAVES_STATE"] = tempfile.mkdtemp(prefix="mw-transfer-state-")
 
 MARKERS = {"unit", "dags", "integration", "e2e"}
 

@@ -73,6 +73,17 @@ def test_overlapping_source_target_or_state_is_refused(tmp_path: Path, capsys) -
     code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "dst"), "--state", inside, "--json")
     assert code == 2 and "state store" in out["error"] and "inside the target" in out["error"]
     assert sorted(p.name for p in src.rglob("*")) == ["f", "inner"]  # nothing moved, nothing made
+    # the same through symlinks: a target (or state store) reached through a link into the source
+    (tmp_path / "link").symlink_to(src)
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "link" / "copy"), "--state", state, "--json")
+    assert code == 2 and "overlap" in out["error"], out
+    code, out, _ = cli(capsys, "copy", str(tmp_path / "link"), str(src / "copy"), "--state", state, "--json")
+    assert code == 2 and "overlap" in out["error"], out
+    code, out, _ = cli(
+        capsys, "copy", str(src), str(tmp_path / "d2"), "--state", str(tmp_path / "link" / "st"), "--json"
+    )
+    assert code == 2 and "inside the source" in out["error"], out
+    assert sorted(p.name for p in src.rglob("*")) == ["f", "inner"]
 
 
 def test_unknown_schemes_and_non_manifests_are_refused_not_tracebacks(tmp_path: Path, capsys) -> None:
@@ -103,6 +114,34 @@ def test_a_folder_where_the_source_has_a_file_fails_clearly_and_leaves_nothing(
         code, out, _ = cli(capsys, "copy", str(src), str(dst), "--state", str(tmp_path / "s"), "--json")
         assert code == 1 and "holds a folder where the source has a file" in out["errors"][0]["error"]
     assert sorted(p.name for p in dst.rglob("*")) == ["a", "z"]  # no temp files piling up
+
+
+def test_a_path_that_turns_from_file_to_folder_and_back_syncs_with_delete(tmp_path: Path, capsys) -> None:
+    """With --delete the target's old file (or folder) in the way is deleted first, as rsync
+    does; without it the run fails naming the file in the way, and leaves the target as it was."""
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "s")
+    src.mkdir()
+    (src / "model").write_bytes(b"v1")
+    (src / "keep").write_bytes(b"k")
+    assert cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")[0] == 0
+    (src / "model").unlink()
+    (src / "model").mkdir()
+    (src / "model" / "weights").write_bytes(b"v2")
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")
+    error = out["errors"][0]["error"]
+    assert code == 1 and "holds a file" in error and "--delete" in error, error
+    assert (dst / "model").read_bytes() == b"v1"  # without --delete nothing was removed
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
+    assert code == 0 and out["files_deleted"] == 1, out
+    assert (dst / "model" / "weights").read_bytes() == b"v2"
+    (src / "model" / "weights").unlink()
+    (src / "model").rmdir()
+    (src / "model").write_bytes(b"v3")
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
+    assert code == 0 and out["files_deleted"] == 1, out
+    assert (dst / "model").read_bytes() == b"v3"
+    assert sorted(p.name for p in dst.iterdir()) == ["keep", "model"]
+    assert cli(capsys, "verify", str(src), str(dst), "--state", state, "--json")[0] == 0
 
 
 def test_verify_failures_are_sent_again_by_the_next_sync(tmp_path: Path, capsys) -> None:
@@ -223,3 +262,26 @@ def test_a_store_that_stops_answering_stops_the_run_early(tmp_path: Path) -> Non
         FAILURES_IN_A_ROW <= DownStore.attempts <= FAILURES_IN_A_ROW + 2 * 64
     )  # one batch per worker may run on
     assert sum("not attempted" in e.error for e in result.errors) >= 200 - FAILURES_IN_A_ROW - 2 * 64
+
+
+def test_manifest_out_and_state_are_checked_before_anything_moves(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d1"), "--manifest-out", "foo://x/m.parquet",
+                       "--state", str(tmp_path / "s"), "--json")  # fmt: skip
+    assert code == 2 and "foo://x/m.parquet" in out["error"] and not (tmp_path / "d1").exists()
+    (tmp_path / "statefile").write_bytes(b"")
+    code, out, _ = cli(
+        capsys, "copy", str(src), str(tmp_path / "d2"), "--state", str(tmp_path / "statefile" / "x"), "--json"
+    )
+    assert code == 2 and "--state" in out["error"] and "is a file, not a folder" in out["error"]
+    assert not (tmp_path / "d2").exists()
+    # a manifest that cannot be written after a good copy: exit 1, said as it is, nothing sent twice
+    blocked = str(tmp_path / "statefile" / "m.parquet")
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d3"), "--manifest-out", blocked,
+                       "--state", str(tmp_path / "s"), "--json")  # fmt: skip
+    assert code == 1 and out["files_copied"] == 1
+    assert any("manifest could not be written" in r for r in out["reasons"]), out["reasons"]
+    again = cli(capsys, "copy", str(src), str(tmp_path / "d3"), "--state", str(tmp_path / "s"), "--json")
+    assert again[0] == 0 and again[1]["files_copied"] == 0

@@ -142,12 +142,17 @@ def _is_storage_error(exc: Exception) -> bool:
 
 
 def _unreachable(exc: Exception, args: argparse.Namespace) -> int:
-    message = f"could not use {args.src} or {args.dst}: {type(exc).__name__}: {exc}"
+    message = f"a storage error stopped the run ({args.src} to {args.dst}): {type(exc).__name__}: {exc}"
     if args.json:
         print(json.dumps({"passed": False, "refused": False, "error": message, "kind": type(exc).__name__}))
-    print(
-        f"migration-waves: {message}; nothing was recorded as copied, re-run when it is back", file=sys.stderr
-    )
+    if args.mode == "verify":
+        print(f"migration-waves: {message}; re-run when it is back", file=sys.stderr)
+    else:
+        print(
+            f"migration-waves: {message}; files placed before it are in the journal: re-run when it is "
+            "back to resume",
+            file=sys.stderr,
+        )
     return EXIT_FAILED
 
 

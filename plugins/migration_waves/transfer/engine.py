@@ -51,6 +51,7 @@ from migration_waves.transfer.manifest import (
     list_files,
     list_links,
     local_buffer,
+    real_url,
     strip_root,
 )
 
@@ -443,12 +444,46 @@ def _copy_one(
 
     `proven` collects paths whose upload reply already proves the stored bytes (see below).
     """
-    src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
+    dst_local = is_plain_local(dst_fs)
     if dst_local and os.path.isdir(dst_path) and not os.path.islink(dst_path):
         raise TransferError(
-            f"{rel}: the target holds a folder where the source has a file; move that folder away at "
-            "the target (or rename the file at the source) and re-run"
+            f"{rel}: the target holds a folder where the source has a file; sync with --delete "
+            "(delete: true) to replace it, or move that folder away at the target, and re-run"
         )
+    try:
+        return _copy_attempts(src_fs, src_path, dst_fs, dst_path, rel, algorithm, throttle, proven)
+    except NotADirectoryError:
+        if not dst_local:
+            raise
+        blocker = _file_above(dst_path)
+        raise TransferError(
+            f"{rel}: the target holds a file {blocker} where the source has a folder; sync with --delete "
+            "(delete: true) to replace it, or move that file away at the target, and re-run"
+        ) from None
+
+
+def _file_above(path: str) -> str:
+    """The nearest existing non-folder above `path` (what makes it impossible to create)."""
+    parent = os.path.dirname(path)
+    while parent and parent != os.path.dirname(parent):
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            return parent
+        parent = os.path.dirname(parent)
+    return os.path.dirname(path)
+
+
+def _copy_attempts(
+    src_fs: AbstractFileSystem,
+    src_path: str,
+    dst_fs: AbstractFileSystem,
+    dst_path: str,
+    rel: str,
+    algorithm: str,
+    throttle: Callable[[int], None] | None,
+    proven: set[str] | None,
+) -> ManifestEntry:
+    """`_copy_one`'s tries: stream and place, again while the source keeps changing."""
+    src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     for _attempt in range(1 + UNSTABLE_RETRIES):
         if src_local and dst_local:
             before = os.stat(src_path)
@@ -670,14 +705,16 @@ def copy_tree(
 
     if not (os.path.exists(src_base) if src_local else src_fs.exists(src_base)):
         raise SourceNotFound(dataset, src_url, "does not exist")
+    src_real, dst_real = real_url(src_fs, src_base), real_url(dst_fs, dst_base)
     if (
-        src_url == dst_url
-        or dst_url.startswith(src_url.rstrip("/") + "/")
-        or src_url.startswith(dst_url.rstrip("/") + "/")
+        src_real == dst_real
+        or dst_real.startswith(src_real.rstrip("/") + "/")
+        or src_real.startswith(dst_real.rstrip("/") + "/")
     ):
+        resolved = "" if (src_real, dst_real) == (src_url, dst_url) else f" ({src_real} and {dst_real})"
         raise TransferError(
-            f"dataset {dataset}: source {src_url} and target {dst_url} overlap (one is inside the other); "
-            "copy to a folder outside the source"
+            f"dataset {dataset}: source {src_url} and target {dst_url} overlap{resolved} (one is inside "
+            "the other, symlinks resolved); copy to a folder outside the source"
         )
     links_skipped: list[str] = []
     empty_dirs: list[str] = []
@@ -837,6 +874,22 @@ def copy_tree(
     if on_plan is not None:
         on_plan(plan)
     copied: list[ManifestEntry] = []
+    deletes = plan.of("delete")
+    if deletes and copies and is_plain_local(dst_fs):
+        # A path that changed between file and folder: the target's old file (or folder) stands
+        # where the new shape goes, and no copy can land until it is gone. With --delete those
+        # deletions run first (rsync does the same); the rest still wait for the copies.
+        clearing = _in_the_way(deletes, copies)
+        if clearing:
+            for item in clearing:
+                try:
+                    os.unlink(join(dst_base, item.path))
+                    result.files_deleted += 1
+                except OSError as exc:
+                    result.errors.append(FileError(path=item.path, error=f"delete failed: {_describe(exc)}"))
+            _prune_emptied_dirs(dst_base, [i.path for i in clearing], src_listing, empty_dirs)
+            done = {i.path for i in clearing}
+            deletes = [i for i in deletes if i.path not in done]
 
     dst_plain = is_plain_local(dst_fs)
     proven: set[str] = set()  # uploads whose reply proved the stored bytes (S3 single PUT + md5)
@@ -940,7 +993,6 @@ def copy_tree(
 
     # Deletions run last and only after every copy succeeded: a run that failed half-way must not
     # also remove the old copies of what it could not replace.
-    deletes = plan.of("delete")
     if deletes and (result.errors or result.unstable):
         result.reasons.append(
             f"dataset {dataset}: {len(deletes)} deletions held back because copies failed; "
@@ -995,6 +1047,30 @@ def copy_tree(
             f"(first error: {first.error}); no partial file was left under a final name, re-run to resume"
         )
     return result
+
+
+def _in_the_way(deletes: list[PlanItem], copies: list[PlanItem]) -> list[PlanItem]:
+    """Deletions of target files that stand where a copy must go: a file `a` where the source now
+    has `a/b`, or a file `a/b` inside a folder `a` where the source now has a file `a`."""
+    targets = {i.path for i in copies}
+    folders: set[str] = set()
+    for rel in targets:
+        cut = rel.rfind("/")
+        while cut > 0 and rel[:cut] not in folders:
+            folders.add(rel[:cut])
+            cut = rel.rfind("/", 0, cut)
+
+    def blocks(rel: str) -> bool:
+        if rel in folders:
+            return True
+        cut = rel.find("/")
+        while cut != -1:
+            if rel[:cut] in targets:
+                return True
+            cut = rel.find("/", cut + 1)
+        return False
+
+    return [item for item in deletes if blocks(item.path)]
 
 
 def _prune_emptied_dirs(

@@ -424,6 +424,14 @@ def is_local(fs: AbstractFileSystem) -> bool:
     return isinstance(fs, _local_fs_class())
 
 
+def real_url(fs: AbstractFileSystem, base: str) -> str:
+    """The URL of `base` with local symlinks resolved: what overlap checks must compare.
+
+    `copy src link/inner`, where `link` points at `src`, writes into the source all the same.
+    """
+    return fs.unstrip_protocol(os.path.realpath(base) if is_local(fs) else base)
+
+
 @functools.cache
 def _local_fs_class() -> type:
     # imported on first use (fsspec costs ~0.1 s), then a plain lookup on every file of a copy

@@ -7,6 +7,7 @@ an interrupted run placed but never read back), the verified manifest, and one s
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -30,7 +31,9 @@ from migration_waves.transfer.manifest import (
     Manifest,
     build_manifest,
     hash_file,
+    is_local,
     join,
+    real_url,
     strip_root,
 )
 
@@ -169,7 +172,7 @@ def refuse_overlap(src_url: str, dst_url: str, state_url: str | None = None) -> 
     """
     if _inside(dst_url, src_url) or _inside(src_url, dst_url):
         raise TransferError(
-            f"source {src_url} and target {dst_url} overlap (one is inside the other); "
+            f"source {src_url} and target {dst_url} overlap (one is inside the other, symlinks resolved); "
             "copy to a folder outside the source"
         )
     if state_url is not None:
@@ -236,16 +239,19 @@ def run_transfer(
     throttle = RateLimiter(parse_rate(bwlimit)) if bwlimit else None
     src_fs, src_base = open_url(source)
     dst_fs, dst_base = open_url(target)
+    out = open_url(manifest_out) if manifest_out else None  # a bad URL is refused before anything moves
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
     journal = Journal(state or default_state_url(), src_url, dst_url)
-    refuse_overlap(src_url, dst_url, journal.fs.unstrip_protocol(journal.root))
+    _refuse_unusable_state(journal, state)
+    # symlinks resolved: `copy src link/inner` with `link` -> `src` still writes into the source
+    refuse_overlap(real_url(src_fs, src_base), real_url(dst_fs, dst_base), real_url(journal.fs, journal.root))
     if not dry_run:
         journal.lock()
     try:
         return _run_locked(
             journal, src_fs, src_base, dst_fs, dst_base, started, mode=mode, algorithm=algorithm,
             transfers=transfers, include=include, exclude=exclude, delete=delete, count_cap=count_cap,
-            pct_cap=pct_cap, dry_run=dry_run, manifest_out=manifest_out, throttle=throttle, links=links,
+            pct_cap=pct_cap, dry_run=dry_run, manifest_out=out, throttle=throttle, links=links,
             prelisted=prelisted,
         )  # fmt: skip
     finally:
@@ -269,7 +275,7 @@ def _run_locked(
     count_cap: int,
     pct_cap: float | None,
     dry_run: bool,
-    manifest_out: str | None,
+    manifest_out: tuple[AbstractFileSystem, str] | None,
     throttle: RateLimiter | None,
     links: LinkPolicy,
     prelisted: tuple[Collector, Collector] | None,
@@ -387,12 +393,32 @@ def _run_locked(
             ]
             vouched = Manifest.from_rows(manifest.root, algorithm, rows)
         journal.commit(vouched, deleted, complete=complete, listed_at=manifest.listed_at)
-    if manifest_out:
-        out_fs, out_path = open_url(manifest_out)
-        manifest.write_parquet(out_fs, out_path)
-        summary.manifest = out_fs.unstrip_protocol(out_path)
+    if manifest_out is not None:
+        out_fs, out_path = manifest_out
+        try:
+            manifest.write_parquet(out_fs, out_path)
+            summary.manifest = out_fs.unstrip_protocol(out_path)
+        except Exception as exc:  # the copy itself is verified and recorded; only this file failed
+            summary.passed = False
+            summary.reasons.append(
+                f"the manifest could not be written to {out_fs.unstrip_protocol(out_path)} "
+                f"({type(exc).__name__}: {exc}); the copy itself is verified and recorded in the state: "
+                "re-run with a writable --manifest-out (nothing is sent again)"
+            )
     summary.duration_s = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _refuse_unusable_state(journal: Journal, given: str | None) -> None:
+    """A local state store must be a folder (or not exist yet): refused before anything moves."""
+    if not is_local(journal.fs):
+        return
+    path = journal.root
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if path and not os.path.isdir(path):
+        what = f"--state {given}" if given else f"the state store {journal.root} ($MIGRATION_WAVES_STATE)"
+        raise TransferError(f"{what}: {path} is a file, not a folder; point it at a folder (made if missing)")
 
 
 def run_verify(
@@ -451,7 +477,9 @@ def run_verify(
         journal.set_recopy(bad)
         if bad:
             summary.reasons.append(
-                f"the next copy or sync of {src_url} to {dst_url} sends these {len(bad)} files again"
+                f"the next copy or sync of {src_url} to {dst_url} with this state store "
+                f"({journal.fs.unstrip_protocol(journal.root)}: the same --state) sends these "
+                f"{len(bad)} files again"
             )
     if manifest_out and check.observed is not None:
         out_fs, out_path = open_url(manifest_out)
