@@ -167,12 +167,18 @@ def test_source_files_named_like_temp_files_are_reported(tmp_path: Path, capsys)
     src.mkdir()
     (src / "data").write_bytes(b"d")
     (src / ".notes.mwpart-abc").write_bytes(b"precious")
+    os.mkfifo(src / "pipe")  # no content to copy: said, not silently left out
     code, out, _ = cli(
         capsys, "copy", str(src), str(tmp_path / "d"), "--state", str(tmp_path / "s"), "--json"
     )
-    assert code == 0 and any(
-        ".notes.mwpart-abc (named like an in-flight temp file" in r for r in out["reasons"]
-    )
+    (said,) = [r for r in out["reasons"] if "paths not copied" in r]
+    assert code == 0 and ".notes.mwpart-abc (named like an in-flight temp file" in said
+    assert "pipe (not a regular file" in said
+    assert "links: follow" not in said  # no symlink was left out: that hint would mislead
+    (tmp_path / "d" / "stray").write_bytes(b"s")
+    state = str(tmp_path / "s")
+    code, out, _ = cli(capsys, "verify", str(src), str(tmp_path / "d"), "--state", state, "--json")
+    assert code == 1 and any("--delete" in r and "removes the extra files" in r for r in out["reasons"])
 
 
 def test_one_run_per_source_and_target_at_a_time(tmp_path: Path, capsys) -> None:

@@ -422,3 +422,24 @@ def test_runs_repeated_leave_the_same_tree_and_never_nest(tmp_path: Path) -> Non
         assert run_transfer(str(src) + "/", str(dst), state=state).passed
         assert run_transfer(str(src), str(dst) + "/", mode="sync", state=state).passed
     assert tree() == once == ["2.bin", "x", "x/1.bin"]
+
+
+def test_a_whole_second_tree_widens_the_racy_window(src: Path, tmp_path: Path) -> None:
+    """ext3, NFS, SMB and FAT keep whole seconds (simulated here by whole-second mtimes on every
+    file): an edit in the same second as the previous listing, half a second before it, must still
+    be compared by digest, not skipped as unchanged."""
+    dst = tmp_path / "dst"
+    whole = float(int(os.stat(src / "c.bin").st_mtime))
+    for path in src.rglob("*"):
+        if path.is_file():
+            os.utime(path, (whole, whole))
+    seed = copy_tree(LOCAL, str(src), LOCAL, str(dst), dataset="coarse")
+    new, mtime = _same_size_same_mtime_change(src, dst, "c.bin")
+    assert mtime == whole
+    listed = whole + 0.5  # the previous run listed the tree half a second into that second
+    vouched = seed.target_manifest
+    racy = copy_tree(
+        LOCAL, str(src), LOCAL, str(dst), dataset="coarse", last_listed_at=listed, previous=vouched
+    )
+    assert racy.passed and racy.files_copied == 1, racy.reasons
+    assert (dst / "c.bin").read_bytes() == new

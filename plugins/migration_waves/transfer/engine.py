@@ -774,7 +774,9 @@ def copy_tree(
     ref = None if keeps_mtime and manifest_scope == "changed" else prior()
     if last_listed_at is None and ref is not None:
         last_listed_at = ref.listed_at
-    racy_after = None if last_listed_at is None else last_listed_at - source_mtime_precision(src_fs)
+    racy_after = (
+        None if last_listed_at is None else last_listed_at - listing_mtime_precision(src_fs, src_listing)
+    )
     try:
         plan = plan_transfer(
             src_listing,
@@ -810,8 +812,12 @@ def copy_tree(
     if links_skipped:
         result.reasons.append(
             f"dataset {dataset}: {len(links_skipped)} paths not copied (symlinks with links={links}, "
-            f"names reserved for in-flight files): {_some(links_skipped)}"
-            + ("; use links: follow (--links follow) to copy what links point to" if links == "skip" else "")
+            f"names reserved for in-flight files, special files): {_some(links_skipped)}"
+            + (
+                "; use links: follow (--links follow) to copy what links point to"
+                if links == "skip" and any(p.endswith(SYMLINK_MARK) for p in links_skipped)
+                else ""
+            )
         )
     if manifest_scope == "all" and plan.skips:
         # A skip that no verified manifest vouches for (no state yet, another algorithm, an
@@ -1190,6 +1196,20 @@ def source_mtime_precision(fs: AbstractFileSystem) -> float:
     object stores keep whole seconds (S3 LastModified) or milliseconds (GCS).
     """
     return 0.02 if is_local(fs) else 1.0
+
+
+def listing_mtime_precision(fs: AbstractFileSystem, listing: Listing) -> float:
+    """`source_mtime_precision`, widened to 2 s for a local tree whose mtimes are all whole seconds.
+
+    ext3, NFS and SMB mounts keep whole seconds and FAT two: a same-size edit in the second the
+    previous run listed the tree would look unchanged. A tree unpacked from an archive looks the
+    same and only gets a few more digest comparisons; on a nanosecond filesystem the check stops
+    at the first fractional mtime.
+    """
+    base = source_mtime_precision(fs)
+    if is_local(fs) and listing and all(row[2].is_integer() for row in listing):
+        return max(base, 2.0)
+    return base
 
 
 def _settle_racy(
@@ -1612,6 +1632,11 @@ def verify_tree(
     for label, paths in problems:
         if paths:
             result.reasons.append(f"dataset {dataset}: {len(paths)} files {label} in {url}: {_some(paths)}")
+    if result.extra:
+        result.reasons.append(
+            f"dataset {dataset}: a sync with --delete (delete: true) removes the extra files; a copy, "
+            "or a sync without it, keeps them"
+        )
     if not want:
         result.reasons.append(f"dataset {dataset}: the expected manifest is empty; nothing was verified")
     result.passed = bool(want) and not any(paths for _, paths in problems)

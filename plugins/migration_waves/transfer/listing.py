@@ -23,6 +23,7 @@ from migration_waves.transfer.errors import TransferError
 TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<token>
 SYMLINK_MARK = " (symlink)"  # how a skipped symlink is named in a `skipped` list: "<path> (symlink)"
 TEMP_MARK = f" (named like an in-flight temp file: .<name>{TEMP_MARKER}<id>)"
+SPECIAL_MARK = " (not a regular file: a fifo, socket or device)"
 
 Listing = list[tuple[str, int, float]]
 LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
@@ -164,6 +165,8 @@ def _walk_local(
                             skipped.append(f"{prefix}{name} (symlink loop)")
                         continue
                     stack.append((f"{folder}/{name}", f"{prefix}{name}/", ancestors | {key}))
+                elif skipped is not None:  # a fifo, socket or device: no content to copy
+                    skipped.append(prefix + name + SPECIAL_MARK)
         finally:
             if fd is not None:
                 os.close(fd)
