@@ -229,6 +229,40 @@ def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
     assert run_transfer(url, f"{url}-copy", mode="sync", state=str(tmp_path / "s2")).files_copied == 0
 
 
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_a_backslash_name_arrives_as_itself_or_is_refused_never_lost(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SeaweedFS files the key `back\\slash` as `back/slash` (AWS S3 and GCS keep it): a later sync
+    with --delete would then delete what it just placed. The store is probed before any byte moves;
+    where it rewrites the name the path is refused, elsewhere it arrives and stays."""
+    server = request.getfixturevalue("seaweed" if store == "s3" else "gcs")
+    if store == "s3":
+        monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(server))
+    else:
+        monkeypatch.setitem(fsspec.config.conf, "gs", server.conf())
+    fs, root = server.fs(), f"contract/{uuid.uuid4().hex[:10]}"
+    url = f"{'s3' if store == 's3' else 'gs'}://{root}"
+    src = tmp_path / "src"
+    _make(src, {"back\\slash": b"bs", "plain": b"p"})
+    state = str(tmp_path / "s")
+    try:
+        run_transfer(str(src), url, mode="sync", delete=True, state=state)
+    except PathCollision as refused:
+        assert store == "s3", f"{store} keeps backslashes, nothing to refuse: {refused}"
+        assert "stores '\\' as '/'" in str(refused) and "back\\\\slash" in str(refused)
+        fs.invalidate_cache()
+        left = [p for p in fs.find(root) if p.rstrip("/") != root]  # SeaweedFS may keep the folder
+        assert left == [], left  # nothing moved, no probe left behind
+        return
+    assert store != "s3", "SeaweedFS rewrites backslashes: the run must be refused"
+    again = run_transfer(str(src), url, mode="sync", delete=True, state=state)
+    assert again.passed and again.files_deleted == 0 and again.files_copied == 0
+    assert fs.cat_file(f"{root}/back\\slash") == b"bs"
+    assert run_verify(str(src), url).passed
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(root)) == ["back\\slash", "plain"]  # no probe left
+
+
 @pytest.mark.parametrize("algorithm", ["md5", "crc32c"])
 def test_provider_digest_proves_an_object_only_when_it_is_a_content_digest(
     backend, source: Path, tmp_path: Path, algorithm: str

@@ -107,6 +107,11 @@ def test_collisions_follow_the_target_capabilities() -> None:
         ("a file and a folder with the same name", ["a", "a/b"])
     ]
     assert find_collisions(["a", "a/b"], Capabilities(file_and_folder=True)) == []
+    # a store that files `a\\b` as `a/b` cannot hold the source's name
+    assert find_collisions(["a\\b", "c"], Capabilities(backslash_is_slash=True)) == [
+        ("the target stores '\\' as '/' (a different path than the source's)", ["a\\b"])
+    ]
+    assert find_collisions(["a\\b"], Capabilities()) == []
     assert find_collisions(["A", "a/b"], Capabilities(case_sensitive=False))[0][1] == ["A", "a/b"]
     assert find_collisions(["x//y", "./z", "q/../r"], Capabilities())[0][0].startswith("empty, '.' or '..'")
     assert len(find_collisions(["x//y", "./z", "q/../r"], Capabilities())) == 3

@@ -72,7 +72,9 @@ class PlanShardsOperator(DatasetOperator):
                 "check the site storage and the dataset path"]}  # fmt: skip
         # Each shard's copy checks only its own names; names that collide across shards at the
         # target (case folding, file vs folder) are found here, before any shard moves a byte.
-        collisions = find_collisions((rel for rel, _, _ in listing), capabilities(dst_fs, dst_root))
+        backslash = any("\\" in rel for rel, _, _ in listing)
+        caps = capabilities(dst_fs, dst_root, backslash=backslash)
+        collisions = find_collisions((rel for rel, _, _ in listing), caps)
         if collisions:
             return {**record, "passed": False, "reasons": [
                 f"dataset {ds.name}: the target cannot hold these source paths apart: "

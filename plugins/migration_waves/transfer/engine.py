@@ -743,7 +743,8 @@ def copy_tree(
     if check_names:
         from migration_waves.transfer.names import capabilities, find_collisions
 
-        caps = capabilities(dst_fs, dst_base)
+        backslash = not dst_local and any("\\" in row[0] for row in src_listing)
+        caps = capabilities(dst_fs, dst_base, backslash=backslash)
         # a target that folds no names and already holds every source path under exactly that
         # name (an incremental sync with nothing added) has nothing new to check
         folds = not (caps.case_sensitive and caps.normalisation_sensitive)

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import unicodedata
+import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Capabilities:
     utf8_only: bool = False  # object-store keys are UTF-8: undecodable bytes cannot be stored
     name_max: int | None = None  # longest path component in bytes, where the backend limits it
     file_and_folder: bool = False  # `a` and `a/b` side by side (object stores: a key and a prefix)
+    backslash_is_slash: bool = False  # the store files `a\b` as `a/b` (SeaweedFS, some S3 gateways)
 
 
 def _probe_dir(fs: AbstractFileSystem, root: str) -> str | None:
@@ -70,11 +72,13 @@ def _probe_local(folder: str) -> tuple[bool, bool]:
         os.rmdir(probe)
 
 
-def capabilities(fs: AbstractFileSystem, root: str) -> Capabilities:
+def capabilities(fs: AbstractFileSystem, root: str, *, backslash: bool = False) -> Capabilities:
     """The target's capabilities: object stores by protocol, local disk by a probe next to `root`.
 
     The probe creates and removes a hidden folder in the deepest existing folder above `root`;
     where that is not writable, the platform default is assumed (macOS and Windows insensitive).
+    `backslash` (some source path holds a `\\`): an object store is probed for whether it keeps
+    the character (AWS S3 and GCS do; SeaweedFS files `a\\b` as `a/b`).
     """
     if placement(fs) == "direct":
         return Capabilities(
@@ -83,6 +87,7 @@ def capabilities(fs: AbstractFileSystem, root: str) -> Capabilities:
             utf8_only=True,
             name_max=1024,
             file_and_folder=True,
+            backslash_is_slash=backslash and not _keeps_backslash(fs, root),
         )
     if isinstance(fs, LocalFileSystem):
         folder = _probe_dir(fs, root)
@@ -93,6 +98,23 @@ def capabilities(fs: AbstractFileSystem, root: str) -> Capabilities:
                 case, norm = _probe_local(folder)
         return Capabilities(case_sensitive=case, normalisation_sensitive=norm, name_max=NAME_MAX)
     return Capabilities()
+
+
+def _keeps_backslash(fs: AbstractFileSystem, root: str) -> bool:
+    """Write a probe key with a backslash under `root` and see whether it reads back as a slash."""
+    base = f"{root.rstrip('/')}/.mwprobe-{uuid.uuid4().hex[:12]}"
+    probe, alias = base + "\\x", base + "/x"
+    try:
+        fs.pipe_file(probe, b"")
+        fs.invalidate_cache(base)
+        aliased = bool(fs.exists(alias))
+    except Exception:  # cannot tell (no write access yet, an outage): the copy reports its own errors
+        return True
+    finally:
+        for key in (probe, alias):
+            with contextlib.suppress(Exception):
+                fs.rm_file(key)
+    return not aliased
 
 
 def target_key(path: str, caps: Capabilities) -> str:
@@ -148,6 +170,9 @@ def find_collisions(
         all_paths = sorted(set(paths))
         todo = all_paths
     for p in todo:
+        if caps.backslash_is_slash and "\\" in p:
+            found.append(("the target stores '\\' as '/' (a different path than the source's)", [p]))
+            continue
         if _bad_component(p):
             found.append(("empty, '.' or '..' path component (doubled or trailing slash)", [p]))
         if p.isascii():
