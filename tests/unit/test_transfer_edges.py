@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fsspec.implementations.local import LocalFileSystem
@@ -37,7 +38,33 @@ def test_a_symlink_at_the_target_is_replaced_never_written_through(tmp_path: Pat
     assert code == 0 and out["passed"]
     assert (outside / "victim").read_bytes() == b"keep me"  # untouched
     assert not (dst / "sub").is_symlink() and (dst / "sub" / "victim").read_bytes() == b"new"
-    assert any("symlinks at the target stand where the source has" in r for r in out["reasons"])
+    assert any(
+        "symlinks or special files at the target stand where the source has" in r for r in out["reasons"]
+    )
+
+
+def test_a_link_or_fifo_in_the_way_is_only_replaced_with_delete_and_in_scope(tmp_path: Path, capsys) -> None:
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "g").write_bytes(b"g")
+    (src / "a").write_bytes(b"a")
+    outside.mkdir()
+    dst.mkdir()
+    (dst / "d").symlink_to(outside)
+    os.mkfifo(dst / "a")
+    state = str(tmp_path / "state")
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")
+    assert code == 1 and sorted(e["path"] for e in out["errors"]) == ["a", "d/g"], out["errors"]
+    assert all("sync with --delete" in e["error"] for e in out["errors"])
+    assert (dst / "d").is_symlink() and list(outside.iterdir()) == [] and not (dst / "a").is_file()
+    # excluded: out of scope, kept even with --delete (and nothing written through it)
+    code, out, _ = cli(
+        capsys, "sync", str(src), str(dst), "--delete", "--exclude", "d", "--state", state, "--json"
+    )
+    assert code == 1 and [e["path"] for e in out["errors"]] == ["d/g"] and (dst / "d").is_symlink()
+    assert (dst / "a").read_bytes() == b"a"  # the fifo, in scope, was replaced
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
+    assert code == 0 and (dst / "d" / "g").read_bytes() == b"g" and list(outside.iterdir()) == []
     code, again, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")
     assert code == 0 and again["files_copied"] == 0  # settled: nothing sent again
 
@@ -142,6 +169,27 @@ def test_a_path_that_turns_from_file_to_folder_and_back_syncs_with_delete(tmp_pa
     assert (dst / "model").read_bytes() == b"v3"
     assert sorted(p.name for p in dst.iterdir()) == ["keep", "model"]
     assert cli(capsys, "verify", str(src), str(dst), "--state", state, "--json")[0] == 0
+
+
+def test_empty_folders_follow_the_source_with_delete(tmp_path: Path, capsys) -> None:
+    """rsync --delete: empty folders that left the source go, an empty folder where the source
+    now has a file is replaced; without --delete both stay; an excluded one always stays."""
+    src, dst, state = tmp_path / "src", tmp_path / "dst", str(tmp_path / "s")
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "e" / "f").mkdir(parents=True)
+    (src / "x" / "y").mkdir(parents=True)
+    (src / "k").write_bytes(b"k")
+    assert cli(capsys, "sync", str(src), str(dst), "--delete", "--state", state, "--json")[0] == 0
+    assert (dst / "a" / "b").is_dir() and (dst / "e" / "f").is_dir()
+    for d in ("a/b", "a", "e/f", "e", "x/y", "x"):
+        (src / d).rmdir()
+    (src / "a").write_bytes(b"A")
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--state", state, "--json")
+    assert code == 1 and (dst / "e" / "f").is_dir()  # no --delete: the folder in the way stays
+    code, out, _ = cli(capsys, "sync", str(src), str(dst), "--delete", "--exclude", "x*", "--state", state,
+                       "--json")  # fmt: skip
+    assert code == 0, out
+    assert (dst / "a").read_bytes() == b"A" and not (dst / "e").exists() and (dst / "x" / "y").is_dir()
 
 
 def test_verify_failures_are_sent_again_by_the_next_sync(tmp_path: Path, capsys) -> None:
@@ -283,11 +331,61 @@ def test_manifest_out_and_state_are_checked_before_anything_moves(tmp_path: Path
     )
     assert code == 2 and "--state" in out["error"] and "is a file, not a folder" in out["error"]
     assert not (tmp_path / "d2").exists()
-    # a manifest that cannot be written after a good copy: exit 1, said as it is, nothing sent twice
+    # inside the source (it would overwrite data) or the target, a fifo (never renamed over),
+    # and a verify whose state store is inside the target: all refused up front
+    (src / "data.csv").write_bytes(b"important")
+    for where in (str(src / "data.csv"), str(tmp_path / "d4" / "m.parquet")):
+        code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d4"), "--manifest-out", where,
+                           "--state", str(tmp_path / "s"), "--json")  # fmt: skip
+        assert code == 2 and "is inside the" in out["error"], out
+    assert (src / "data.csv").read_bytes() == b"important" and not (tmp_path / "d4").exists()
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d4"), "--manifest-out", fifo,
+                       "--state", str(tmp_path / "s"), "--json")  # fmt: skip
+    assert code == 2 and "is not a regular file" in out["error"]
+    code, out, _ = cli(capsys, "verify", str(src), str(tmp_path / "d"), "--state", str(src / "st"), "--json")
+    assert code == 2 and "inside the source" in out["error"] and not (src / "st").exists()
+    # a file in the way of the manifest's folder: refused up front too
     blocked = str(tmp_path / "statefile" / "m.parquet")
     code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d3"), "--manifest-out", blocked,
                        "--state", str(tmp_path / "s"), "--json")  # fmt: skip
+    assert code == 2 and "is a file, not a folder" in out["error"] and not (tmp_path / "d3").exists()
+
+
+def test_a_manifest_that_fails_to_write_after_a_good_copy_is_said_as_it_is(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection (the disk filling up between the copy and the manifest): exit 1, the reason
+    says the copy itself is recorded, and the re-run sends nothing again."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+
+    out_path = str(tmp_path / "m.parquet")
+    write = Manifest.write_parquet
+
+    def full(self: Manifest, fs: Any, path: str) -> Any:
+        if path.endswith("/m.parquet"):  # only --manifest-out; the state store still writes
+            raise OSError(28, "No space left on device")
+        return write(self, fs, path)
+
+    monkeypatch.setattr(Manifest, "write_parquet", full)
+    code, out, _ = cli(capsys, "copy", str(src), str(tmp_path / "d"), "--manifest-out", out_path,
+                       "--state", str(tmp_path / "s"), "--json")  # fmt: skip
     assert code == 1 and out["files_copied"] == 1
     assert any("manifest could not be written" in r for r in out["reasons"]), out["reasons"]
-    again = cli(capsys, "copy", str(src), str(tmp_path / "d3"), "--state", str(tmp_path / "s"), "--json")
+    monkeypatch.undo()
+    again = cli(capsys, "copy", str(src), str(tmp_path / "d"), "--state", str(tmp_path / "s"), "--json")
     assert again[0] == 0 and again[1]["files_copied"] == 0
+
+
+def test_two_spellings_of_one_pair_share_its_journal_and_lock(tmp_path: Path, capsys) -> None:
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    (tmp_path / "via").symlink_to(src)
+    assert cli(capsys, "copy", str(src), str(dst), "--state", str(state), "--json")[0] == 0
+    code, out, _ = cli(capsys, "copy", str(tmp_path / "via"), str(dst), "--state", str(state), "--json")
+    assert code == 0 and out["files_copied"] == 0
+    assert len(list((state / "pairs").iterdir())) == 1  # one journal, hence one lock, for the pair

@@ -31,7 +31,13 @@ from migration_waves.transfer.errors import (
     SourceNotFound,
     TransferError,
 )
-from migration_waves.transfer.listing import SYMLINK_MARK, TEMP_MARK, list_local_in_child
+from migration_waves.transfer.listing import (
+    SPECIAL_MARK,
+    SYMLINK_MARK,
+    TEMP_MARK,
+    list_local_in_child,
+    selector,
+)
 from migration_waves.transfer.manifest import (
     CHUNK_SIZE,
     LinkListing,
@@ -447,8 +453,9 @@ def _copy_one(
     dst_local = is_plain_local(dst_fs)
     if dst_local and os.path.isdir(dst_path) and not os.path.islink(dst_path):
         raise TransferError(
-            f"{rel}: the target holds a folder where the source has a file; sync with --delete "
-            "(delete: true) to replace it, or move that folder away at the target, and re-run"
+            f"{rel}: the target holds a folder where the source has a file; a sync with --delete "
+            "(delete: true) replaces it unless it holds files out of scope (excluded): move those "
+            "away at the target, and re-run"
         )
     try:
         return _copy_attempts(src_fs, src_path, dst_fs, dst_path, rel, algorithm, throttle, proven)
@@ -569,8 +576,10 @@ def _list_both(
     empty_dirs: list[str] | None = None,
     dst_symlinks: list[str] | None = None,
     dst_temps: list[str] | None = None,
+    dst_empty_dirs: list[str] | None = None,
 ) -> tuple[Listing, Listing]:
-    """Source and target listings (the source's empty folders go to `empty_dirs`).
+    """Source and target listings (the source's empty folders go to `empty_dirs`, a local
+    target's to `dst_empty_dirs`).
 
     The link policy is the source's: a target is always listed without following its symlinks
     (their paths go to `dst_symlinks`), so nothing is ever read or written through one.
@@ -584,10 +593,12 @@ def _list_both(
         try:
             src_listing, src_skipped, src_empty = src_collect()
         finally:
-            dst_listing, dst_skipped, _ = dst_collect()  # always reaped, even when the source failed
+            dst_listing, dst_skipped, dst_empty = dst_collect()  # always reaped, even when the source failed
         skipped.extend(src_skipped)
         if empty_dirs is not None:
             empty_dirs.extend(src_empty)
+        if dst_empty_dirs is not None:
+            dst_empty_dirs.extend(dst_empty)
     else:
         collect = (
             list_local_in_child(dst_base, include, exclude, "skip", sort=True)
@@ -603,11 +614,22 @@ def _list_both(
                 collect()
             raise
         if collect is not None:
-            dst_listing, dst_skipped, _ = collect()
+            dst_listing, dst_skipped, dst_empty = collect()
+            if dst_empty_dirs is not None:
+                dst_empty_dirs.extend(dst_empty)
         else:
-            dst_listing = list_files(dst_fs, dst_base, include, exclude, links="skip", skipped=dst_skipped)
-    if dst_symlinks is not None:
+            dst_listing = list_files(
+                dst_fs,
+                dst_base,
+                include,
+                exclude,
+                links="skip",
+                skipped=dst_skipped,
+                empty_dirs=dst_empty_dirs,
+            )
+    if dst_symlinks is not None:  # and fifos, sockets, devices: nothing is written through them either
         dst_symlinks.extend(s[: -len(SYMLINK_MARK)] for s in dst_skipped if s.endswith(SYMLINK_MARK))
+        dst_symlinks.extend(s[: -len(SPECIAL_MARK)] for s in dst_skipped if s.endswith(SPECIAL_MARK))
     if dst_temps is not None:
         dst_temps.extend(s[: -len(TEMP_MARK)] for s in dst_skipped if s.endswith(TEMP_MARK))
     return src_listing, dst_listing
@@ -618,12 +640,7 @@ def _symlinks_in_the_way(dst_symlinks: list[str], src_listing: Listing) -> list[
     if not dst_symlinks:
         return []
     paths = {row[0] for row in src_listing}
-    folders = set()
-    for rel in paths:
-        cut = rel.rfind("/")
-        while cut > 0 and rel[:cut] not in folders:
-            folders.add(rel[:cut])
-            cut = rel.rfind("/", 0, cut)
+    folders = _folders_above(paths)
     return sorted(link for link in dst_symlinks if link in paths or link in folders)
 
 
@@ -720,6 +737,7 @@ def copy_tree(
     empty_dirs: list[str] = []
     dst_symlinks: list[str] = []
     dst_temps: list[str] = []
+    dst_empty_dirs: list[str] = []
     src_listing, dst_listing = _list_both(
         src_fs,
         src_base,
@@ -734,6 +752,7 @@ def copy_tree(
         empty_dirs,
         dst_symlinks,
         dst_temps,
+        dst_empty_dirs,
     )
     if not src_listing:
         detail = "holds no files"
@@ -846,16 +865,22 @@ def copy_tree(
         result.plan = link_plan.add_to(result.plan, detail=plan_detail or dry_run)
         result.bytes_skipped += sum(item.size for item, _ in link_plan.skips)
         result.reasons.append(link_plan.describe(dataset))
-    # A target symlink where the source has a file or a folder would have the copy written
-    # through it, wherever it points: the link itself is replaced (rsync does the same); what it
-    # points to is left alone.
+    # A target symlink (or fifo, socket, device) where the source has a file or a folder would
+    # have the copy written through it, wherever it points. With --delete, and in scope, the link
+    # itself is replaced (what it points to is left alone); otherwise what would go through it
+    # fails, named, and nothing is written there.
     in_the_way = (
         _symlinks_in_the_way(dst_symlinks, src_listing) if links != "copy" and is_plain_local(dst_fs) else []
     )
+    blocked: list[str] = []
+    if in_the_way:
+        in_scope = selector(include, exclude)
+        blocked = [p for p in in_the_way if not (delete and in_scope(p))]
+        in_the_way = [p for p in in_the_way if p not in set(blocked)]
     if in_the_way:
         result.reasons.append(
-            f"dataset {dataset}: {len(in_the_way)} symlinks at the target stand where the source has a file "
-            f"or a folder: {_some(in_the_way)}; "
+            f"dataset {dataset}: {len(in_the_way)} symlinks or special files at the target stand where the "
+            f"source has a file or a folder: {_some(in_the_way)}; "
             + ("they would be replaced" if dry_run else "replaced (what they point to is untouched)")
         )
     if dry_run:
@@ -878,6 +903,20 @@ def copy_tree(
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(join(dst_base, rel))
     copies = plan.of("copy")
+    if blocked:
+        held = _under(blocked, copies)
+        for item in held:
+            stands = next(b for b in blocked if item.path == b or item.path.startswith(b + "/"))
+            result.errors.append(
+                FileError(
+                    path=item.path,
+                    error=f"the target holds a symlink or special file at {stands} where the source has "
+                    "a file or a folder; nothing is written through it: sync with --delete (delete: "
+                    "true) to replace it (an excluded one stays), or remove it at the target",
+                )
+            )
+        held_ids = {id(i) for i in held}
+        copies = [i for i in copies if id(i) not in held_ids]
     if on_plan is not None:
         on_plan(plan)
     copied: list[ManifestEntry] = []
@@ -894,9 +933,16 @@ def copy_tree(
                     result.files_deleted += 1
                 except OSError as exc:
                     result.errors.append(FileError(path=item.path, error=f"delete failed: {_describe(exc)}"))
-            _prune_emptied_dirs(dst_base, [i.path for i in clearing], src_listing, empty_dirs)
+            _prune_emptied_dirs(dst_base, _folders_of(i.path for i in clearing), src_listing, empty_dirs)
             done = {i.path for i in clearing}
             deletes = [i for i in deletes if i.path not in done]
+    if delete and copies and is_plain_local(dst_fs):
+        # a folder (empty, or emptied above) where the source now has a file goes too; one that
+        # still holds files (out of scope: excluded) stays, and that copy fails naming it
+        for item in copies:
+            folder = join(dst_base, item.path)
+            if os.path.isdir(folder) and not os.path.islink(folder):
+                _remove_empty_tree(folder)
 
     dst_plain = is_plain_local(dst_fs)
     proven: set[str] = set()  # uploads whose reply proved the stored bytes (S3 single PUT + md5)
@@ -1013,7 +1059,11 @@ def copy_tree(
             except Exception as exc:
                 result.errors.append(FileError(path=item.path, error=f"delete failed: {_describe(exc)}"))
         if is_plain_local(dst_fs) and deletes:
-            _prune_emptied_dirs(dst_base, [i.path for i in deletes], src_listing, empty_dirs)
+            _prune_emptied_dirs(dst_base, _folders_of(i.path for i in deletes), src_listing, empty_dirs)
+        if delete and is_plain_local(dst_fs) and dst_empty_dirs:
+            # empty folders that left the source go too (rsync --delete); in scope only
+            in_scope = selector(include, exclude)
+            _prune_emptied_dirs(dst_base, dst_empty_dirs, src_listing, empty_dirs, in_scope)
     if is_plain_local(dst_fs):
         # empty source folders exist at a local target too (rsync -a); object stores have no
         # folders, and a zero-byte "name/" marker would read as a file to some tools: none is made
@@ -1056,43 +1106,73 @@ def copy_tree(
     return result
 
 
-def _in_the_way(deletes: list[PlanItem], copies: list[PlanItem]) -> list[PlanItem]:
-    """Deletions of target files that stand where a copy must go: a file `a` where the source now
-    has `a/b`, or a file `a/b` inside a folder `a` where the source now has a file `a`."""
-    targets = {i.path for i in copies}
-    folders: set[str] = set()
-    for rel in targets:
-        cut = rel.rfind("/")
-        while cut > 0 and rel[:cut] not in folders:
-            folders.add(rel[:cut])
-            cut = rel.rfind("/", 0, cut)
+def _under(paths: list[str], items: list[PlanItem]) -> list[PlanItem]:
+    """The items at one of `paths` or below it."""
+    at = set(paths)
 
-    def blocks(rel: str) -> bool:
-        if rel in folders:
+    def hit(rel: str) -> bool:
+        if rel in at:
             return True
         cut = rel.find("/")
         while cut != -1:
-            if rel[:cut] in targets:
+            if rel[:cut] in at:
                 return True
             cut = rel.find("/", cut + 1)
         return False
 
-    return [item for item in deletes if blocks(item.path)]
+    return [item for item in items if hit(item.path)]
+
+
+def _in_the_way(deletes: list[PlanItem], copies: list[PlanItem]) -> list[PlanItem]:
+    """Deletions of target files that stand where a copy must go: a file `a` where the source now
+    has `a/b`, or a file `a/b` inside a folder `a` where the source now has a file `a`."""
+    targets = [i.path for i in copies]
+    folders = _folders_above(targets)
+    below = {id(item) for item in _under(targets, deletes)}
+    return [item for item in deletes if item.path in folders or id(item) in below]
+
+
+def _folders_above(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of `paths`, at any depth."""
+    folders: set[str] = set()
+    for rel in paths:
+        cut = rel.rfind("/")
+        while cut > 0 and rel[:cut] not in folders:
+            folders.add(rel[:cut])
+            cut = rel.rfind("/", 0, cut)
+    return folders
+
+
+def _remove_empty_tree(folder: str) -> None:
+    """Remove `folder` and the folders below it, as far as they hold no files (rmdir only)."""
+    for root, dirs, _files in os.walk(folder, topdown=False):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def _folders_of(paths: Iterable[str]) -> set[str]:
+    """The folders holding `paths` (relative; top-level paths have none)."""
+    return {p.rsplit("/", 1)[0] for p in paths if "/" in p}
 
 
 def _prune_emptied_dirs(
-    dst_base: str, deleted: list[str], src_listing: Listing, empty_dirs: list[str]
+    dst_base: str,
+    folders: Iterable[str],
+    src_listing: Listing,
+    empty_dirs: list[str],
+    in_scope: Callable[[str], bool] | None = None,
 ) -> None:
-    """Remove target folders that deletions left empty and that the source does not have (rsync --delete)."""
-    keep = set(empty_dirs)
-    for rel, _, _ in src_listing:
-        cut = rel.rfind("/")
-        while cut > 0 and rel[:cut] not in keep:
-            keep.add(rel[:cut])
-            cut = rel.rfind("/", 0, cut)
-    candidates = {p.rsplit("/", 1)[0] for p in deleted if "/" in p}
-    for folder in sorted(candidates, key=len, reverse=True):  # deepest first
-        while folder and folder not in keep:
+    """Remove target `folders` (and their parents) left empty that the source does not have.
+
+    rsync --delete does the same. Only empty folders go (rmdir). `in_scope` (the run's
+    include/exclude): a folder it leaves out is never removed.
+    """
+    keep = set(empty_dirs) | _folders_above(row[0] for row in src_listing)
+    for folder in sorted(set(folders), key=len, reverse=True):  # deepest first
+        while folder and folder not in keep and (in_scope is None or in_scope(folder)):
             try:
                 os.rmdir(join(dst_base, folder))  # only succeeds on an empty folder
             except OSError:

@@ -230,8 +230,6 @@ def run_transfer(
     reading it back, is read back at the target. Raises TransferError (and its subclasses
     SourceNotFound, DeleteLimitExceeded, PathCollision) before anything moves.
     """
-    from migration_waves.transfer.journal import Journal, default_state_url
-
     started = time.perf_counter()
     if delete and mode != "sync":
         raise TransferError("--delete only applies to `sync`; `copy` never deletes at the target")
@@ -239,14 +237,19 @@ def run_transfer(
     throttle = RateLimiter(parse_rate(bwlimit)) if bwlimit else None
     src_fs, src_base = open_url(source)
     dst_fs, dst_base = open_url(target)
-    out = open_url(manifest_out) if manifest_out else None  # a bad URL is refused before anything moves
-    src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
-    journal = Journal(state or default_state_url(), src_url, dst_url)
-    _refuse_unusable_state(journal, state)
-    # symlinks resolved: `copy src link/inner` with `link` -> `src` still writes into the source
-    refuse_overlap(real_url(src_fs, src_base), real_url(dst_fs, dst_base), real_url(journal.fs, journal.root))
+    # symlinks resolved: `copy src link/inner` with `link` -> `src` still writes into the source,
+    # and two spellings of one pair share one journal and one lock
+    src_real, dst_real = real_url(src_fs, src_base), real_url(dst_fs, dst_base)
+    journal = _journal(state, src_real, dst_real)
+    out = _checked_output(manifest_out, src_real, dst_real)  # all refused before anything moves
     if not dry_run:
-        journal.lock()
+        try:
+            journal.lock()
+        except OSError as exc:
+            raise TransferError(
+                f"the state store {journal.fs.unstrip_protocol(journal.root)} cannot be written "
+                f"({type(exc).__name__}: {exc}); point --state at a writable folder"
+            ) from None
     try:
         return _run_locked(
             journal, src_fs, src_base, dst_fs, dst_base, started, mode=mode, algorithm=algorithm,
@@ -409,16 +412,57 @@ def _run_locked(
     return summary
 
 
-def _refuse_unusable_state(journal: Journal, given: str | None) -> None:
-    """A local state store must be a folder (or not exist yet): refused before anything moves."""
-    if not is_local(journal.fs):
-        return
-    path = journal.root
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    if path and not os.path.isdir(path):
-        what = f"--state {given}" if given else f"the state store {journal.root} ($MIGRATION_WAVES_STATE)"
-        raise TransferError(f"{what}: {path} is a file, not a folder; point it at a folder (made if missing)")
+def _journal(state: str | None, src_real: str, dst_real: str) -> Journal:
+    """The pair's journal in the state store, refused (TransferError) where it cannot be kept."""
+    from migration_waves.transfer.journal import Journal, default_state_url
+
+    if state is not None and not state.strip():
+        raise TransferError(
+            "--state is empty: give a folder or an fsspec URL, or leave it out for the default"
+        )
+    journal = Journal(state or default_state_url(), src_real, dst_real)
+    refuse_overlap(src_real, dst_real, real_url(journal.fs, journal.root))
+    if is_local(journal.fs):
+        what = f"--state {state}" if state else f"the state store {journal.root} ($MIGRATION_WAVES_STATE)"
+        _refuse_unwritable(journal.root, what, "a folder (made if missing)", folder=True)
+    return journal
+
+
+def _refuse_unwritable(path: str, what: str, wanted: str, *, folder: bool) -> None:
+    """A local path a run will write: what is there (or the nearest folder above) must take it."""
+    if os.path.lexists(path):
+        # a manifest is written beside and renamed over: never over a device, a link or a folder
+        fits = os.path.isdir(path) if folder else os.path.isfile(path) and not os.path.islink(path)
+        if not fits:
+            raise TransferError(f"{what}: {path} exists and is not {wanted}; give another path")
+    above = path if folder else os.path.dirname(path)
+    while above and not os.path.exists(above):
+        above = os.path.dirname(above)
+    if above and not os.path.isdir(above):
+        raise TransferError(f"{what}: {above} is a file, not a folder; point it at {wanted}")
+    if above and not os.access(above, os.W_OK):
+        raise TransferError(f"{what}: {above} is not writable; point it at {wanted} you can write")
+
+
+def _checked_output(url: str | None, src_real: str, dst_real: str) -> tuple[AbstractFileSystem, str] | None:
+    """--manifest-out, opened and checked before anything moves (never inside source or target)."""
+    if url is None:
+        return None
+    if not url.strip():
+        raise TransferError("--manifest-out is empty: give a path or an fsspec URL for the manifest")
+    fs, path = open_url(url)
+    real = real_url(fs, path)
+    for name, tree in (("source", src_real), ("target", dst_real)):
+        if _inside(real, tree):
+            raise TransferError(
+                f"--manifest-out {url} is inside the {name} {tree}: it would overwrite or join the "
+                "data; write it outside both"
+            )
+    if is_local(fs):
+        _refuse_unwritable(
+            path, f"--manifest-out {url}", "a regular file (a manifest to replace)", folder=False
+        )
+    return fs, path
 
 
 def run_verify(
@@ -439,12 +483,14 @@ def run_verify(
     of the same source and target sends them again even where size and mtime look unchanged.
     """
     from migration_waves.transfer.errors import SourceNotFound
-    from migration_waves.transfer.journal import Journal, default_state_url
 
     started = time.perf_counter()
     src_fs, src_base = open_url(source)
     dst_fs, dst_base = open_url(target)
     src_url, dst_url = src_fs.unstrip_protocol(src_base), dst_fs.unstrip_protocol(dst_base)
+    src_real, dst_real = real_url(src_fs, src_base), real_url(dst_fs, dst_base)
+    journal = _journal(state, src_real, dst_real)
+    out = _checked_output(manifest_out, src_real, dst_real)
     if not src_fs.exists(src_base):
         raise SourceNotFound("verify", src_url, "does not exist")
     expected = build_manifest(src_fs, src_base, algorithm, include, exclude, workers=transfers, links=links)
@@ -472,7 +518,6 @@ def run_verify(
         reasons=check.reasons,
     )
     bad = sorted({*check.digest_mismatch, *check.size_mismatch, *check.missing})
-    journal = Journal(state or default_state_url(), src_url, dst_url)
     if bad or journal.recopy():
         journal.set_recopy(bad)
         if bad:
@@ -481,8 +526,8 @@ def run_verify(
                 f"({journal.fs.unstrip_protocol(journal.root)}: the same --state) sends these "
                 f"{len(bad)} files again"
             )
-    if manifest_out and check.observed is not None:
-        out_fs, out_path = open_url(manifest_out)
+    if out is not None and check.observed is not None:
+        out_fs, out_path = out
         check.observed.write_parquet(out_fs, out_path)
         summary.manifest = out_fs.unstrip_protocol(out_path)
     summary.duration_s = round(time.perf_counter() - started, 3)
