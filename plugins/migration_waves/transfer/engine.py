@@ -759,20 +759,16 @@ def copy_tree(
         if include or exclude:
             detail += f" matching include={list(include)} exclude={list(exclude)}"
         raise SourceNotFound(dataset, src_url, detail)
-    if check_names:
+    # A target that already lists every source path under exactly that name (an incremental sync
+    # with nothing added) holds them apart, whatever it folds: nothing to check, and no probe of
+    # the target (which would touch its folder) either.
+    if check_names and not same_paths(src_listing, dst_listing):
         from migration_waves.transfer.names import capabilities, find_collisions
 
         backslash = not dst_local and any("\\" in row[0] for row in src_listing)
         caps = capabilities(dst_fs, dst_base, backslash=backslash)
-        # a target that folds no names and already holds every source path under exactly that
-        # name (an incremental sync with nothing added) has nothing new to check
-        folds = not (caps.case_sensitive and caps.normalisation_sensitive)
-        held_all = not folds and same_paths(src_listing, dst_listing)
-        collisions = (
-            []
-            if held_all
-            else find_collisions((row[0] for row in src_listing), caps, held={row[0] for row in dst_listing})
-        )
+        held = {row[0] for row in dst_listing}
+        collisions = find_collisions((row[0] for row in src_listing), caps, held=held)
         if collisions:
             raise PathCollision(dataset, dst_url, collisions)
     limit = None  # how the cap is worded when the percentage decides it
