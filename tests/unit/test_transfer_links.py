@@ -375,3 +375,25 @@ def test_walk_relative_to_each_folder_equals_the_walk_by_full_path(
         assert "linked-dir/c.txt" in [r[0] for r in rows] and "sub/self (symlink loop)" in skipped
     if policy == "copy":
         assert [f[0] for f in found] == ["dangling", "linked-dir", "linked.bin", "sub/deep/up", "sub/self"]
+
+
+def test_follow_never_copies_the_target_into_itself(tmp_path: Path) -> None:
+    """A source link to the target (or to a folder above it), followed, would nest the target
+    into itself one level deeper on every run; the walk leaves it out and says so."""
+    outer = tmp_path / "outer"
+    src, dst, state = tmp_path / "src", outer / "dst", str(tmp_path / "state")
+    src.mkdir()
+    (src / "q").write_bytes(b"q")
+    (src / "to-target").symlink_to("../outer/dst")
+    (src / "above").symlink_to(outer)  # the target is inside what this points to
+    (outer / "side").mkdir(parents=True)
+    (outer / "side" / "s").write_bytes(b"s")
+    for _ in range(3):
+        assert main(["sync", str(src), str(dst), "--links", "follow", "--state", state]) == 0
+    files = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+    assert files == ["above/side/s", "q"], files  # no dst/to-target/..., no above/dst/...
+    skipped: list[str] = []
+    from migration_waves.transfer.listing import folder_key
+
+    list_files(LocalFileSystem(), str(src), links="follow", skipped=skipped, avoid=folder_key(str(dst)))
+    assert "to-target (the target itself, reached through a symlink: never copied into itself)" in skipped

@@ -167,12 +167,14 @@ def _local_path(url: str) -> str | None:
 
 def _start_listings(args: argparse.Namespace) -> tuple[Any, Any] | None:
     """Local to local: list source and target in two children while the engine is imported."""
-    from migration_waves.transfer.listing import list_local_in_child
+    from migration_waves.transfer.listing import folder_key, list_local_in_child
 
     src, dst = _local_path(args.src), _local_path(args.dst)
     if src is None or dst is None or not os.path.isdir(src):
         return None  # the engine reports a missing source with its usual message
-    collect_src = list_local_in_child(src, args.include, args.exclude, args.links, sort=True)
+    # following links, the source walk never enters the target (see listing._walk_local)
+    avoid = folder_key(dst) if args.links == "follow" else frozenset()
+    collect_src = list_local_in_child(src, args.include, args.exclude, args.links, sort=True, avoid=avoid)
     if collect_src is None:
         return None
     # never follow target links; sorted like the source, so an unchanged set of paths compares

@@ -35,6 +35,7 @@ from migration_waves.transfer.listing import (
     SPECIAL_MARK,
     SYMLINK_MARK,
     TEMP_MARK,
+    folder_key,
     list_local_in_child,
     selector,
 )
@@ -605,10 +606,13 @@ def _list_both(
             if parallel and is_local(dst_fs)
             else None
         )
+        # following links, the walk never enters the target (a link to it, or to a folder above it)
+        avoid = folder_key(dst_base) if links == "follow" and is_local(dst_fs) else frozenset()
         try:
             src_listing = list_files(
-                src_fs, src_base, include, exclude, links=links, skipped=skipped, empty_dirs=empty_dirs
-            )
+                src_fs, src_base, include, exclude, links=links, skipped=skipped, empty_dirs=empty_dirs,
+                avoid=avoid,
+            )  # fmt: skip
         except BaseException:
             if collect is not None:
                 collect()

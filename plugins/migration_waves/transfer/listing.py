@@ -24,6 +24,7 @@ TEMP_MARKER = ".mwpart-"  # our own in-flight files are named .<name>.mwpart-<to
 SYMLINK_MARK = " (symlink)"  # how a skipped symlink is named in a `skipped` list: "<path> (symlink)"
 TEMP_MARK = f" (named like an in-flight temp file: .<name>{TEMP_MARKER}<id>)"
 SPECIAL_MARK = " (not a regular file: a fifo, socket or device)"
+TARGET_MARK = " (the target itself, reached through a symlink: never copied into itself)"
 
 Listing = list[tuple[str, int, float]]
 LinkListing = list[tuple[str, str, float]]  # symlinks: (relative path, link text, the link's own mtime)
@@ -37,6 +38,15 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXE
 
 def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
+
+
+def folder_key(path: str) -> frozenset[tuple[int, int]]:
+    """{(device, inode)} of a local folder, for `avoid`; empty when it does not exist (yet)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return frozenset()
+    return frozenset({(st.st_dev, st.st_ino)}) if S_ISDIR(st.st_mode) else frozenset()
 
 
 def is_temp_name(relpath: str) -> bool:
@@ -93,6 +103,7 @@ def _walk_local(
     links_found: LinkListing | None = None,
     files: bool = True,
     empty_dirs: list[str] | None = None,
+    avoid: frozenset[tuple[int, int]] = frozenset(),
 ) -> list[tuple[str, int, float]]:
     """(relative path, size, mtime) of the regular files under a local folder, per the link policy.
 
@@ -102,7 +113,9 @@ def _walk_local(
     is skipped, and the walk always ends. A link to a folder elsewhere is followed (rsync -L).
     With links="copy" no link is followed (rsync -l): each one goes to `links_found` with its text;
     `files=False` (with "copy" only) then walks for the links alone, without a stat per file.
-    Folders with nothing in them (below the root) go to `empty_dirs`.
+    Folders with nothing in them (below the root) go to `empty_dirs`. Folders whose (device,
+    inode) is in `avoid` (the target, when links are followed) are never walked into: a link to
+    the target (or above it) would copy the target into itself again on every run.
 
     Each folder is opened once and its entries are stat'ed relative to it (fstatat), as find
     does: the kernel then resolves one name per file instead of the whole path again. A folder
@@ -160,6 +173,10 @@ def _walk_local(
                     append((prefix + name, st.st_size, st.st_mtime))
                 elif S_ISDIR(mode):
                     key = (st.st_dev, st.st_ino)
+                    if key in avoid:
+                        if skipped is not None:
+                            skipped.append(prefix + name + TARGET_MARK)
+                        continue
                     if key in ancestors:
                         if skipped is not None:
                             skipped.append(f"{prefix}{name} (symlink loop)")
@@ -191,6 +208,7 @@ def list_local_rows(
     sort: bool = True,
     links_found: LinkListing | None = None,
     empty_dirs: list[str] | None = None,
+    avoid: frozenset[tuple[int, int]] = frozenset(),
 ) -> Listing:
     """Files under a local folder as (relative posix path, size, mtime), per link policy and selection.
 
@@ -206,7 +224,7 @@ def list_local_rows(
     empty: list[str] | None = [] if empty_dirs is not None else None
     rows = [
         row
-        for row in _walk_local(base, links, skipped, found, empty_dirs=empty)
+        for row in _walk_local(base, links, skipped, found, empty_dirs=empty, avoid=avoid)
         if (not filtered or selected(row[0])) and not (TEMP_MARKER in row[0] and _temp(row[0], skipped))
     ]
     if sort:
@@ -235,6 +253,7 @@ def list_local_in_child(
     links: LinkPolicy = "skip",
     *,
     sort: bool = False,
+    avoid: frozenset[tuple[int, int]] = frozenset(),
 ) -> Callable[[], tuple[Listing, list[str], list[str]]] | None:
     """Start listing a local folder in a forked child; returns a function that waits for the rows.
 
@@ -256,7 +275,9 @@ def list_local_in_child(
             try:
                 skipped: list[str] = []
                 empty: list[str] = []
-                rows = list_local_rows(root, include, exclude, links, skipped, sort=sort, empty_dirs=empty)
+                rows = list_local_rows(
+                    root, include, exclude, links, skipped, sort=sort, empty_dirs=empty, avoid=avoid
+                )
                 # three flat values instead of 100,000 tuples: a tenth of the time to send and load
                 payload = marshal.dumps(
                     (

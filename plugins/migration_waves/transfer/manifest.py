@@ -368,6 +368,7 @@ def list_files(
     skipped: list[str] | None = None,
     links_found: LinkListing | None = None,
     empty_dirs: list[str] | None = None,
+    avoid: frozenset[tuple[int, int]] = frozenset(),
 ) -> Listing:
     """Files under `root` as (relative posix path, size, mtime), sorted by path.
 
@@ -378,13 +379,21 @@ def list_files(
     to `links_found` as (path, link text, mtime), sorted. What was left out is appended to
     `skipped` ("path (why)"). Object stores have no symlinks. Empty local folders in scope go to
     `empty_dirs` (object stores have no folders: their zero-byte markers are not reported).
+    `avoid`: local folders (listing.folder_key) a followed link must not lead into (the target).
     """
     if links not in LINK_POLICIES:
         raise ValueError(f"unknown symlink policy {links!r}; use one of {', '.join(LINK_POLICIES)}")
     base = strip_root(fs, root)
     if is_local(fs):
         return list_local_rows(
-            base, include, exclude, links, skipped, links_found=links_found, empty_dirs=empty_dirs
+            base,
+            include,
+            exclude,
+            links,
+            skipped,
+            links_found=links_found,
+            empty_dirs=empty_dirs,
+            avoid=avoid,
         )
     try:
         found = fs.find(base, detail=True, withdirs=False)
