@@ -201,17 +201,24 @@ def test_a_write_that_fails_leaves_nothing_under_any_name(backend, mib: int) -> 
     assert fs.cat_file(final) == chunk * mib
 
 
-@pytest.mark.parametrize("store", ["s3", "gcs"])
-def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
-    store: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _store_root(
+    store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, str, str]:
+    """(filesystem, fresh root, its URL) on the S3 or GCS server, with fsspec configured for URLs."""
     server = request.getfixturevalue("seaweed" if store == "s3" else "gcs")
     if store == "s3":
         monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(server))
     else:
         monkeypatch.setitem(fsspec.config.conf, "gs", server.conf())
-    fs, root = server.fs(), f"contract/{uuid.uuid4().hex[:10]}"
-    url = f"{'s3' if store == 's3' else 'gs'}://{root}"
+    root = f"contract/{uuid.uuid4().hex[:10]}"
+    return server.fs(), root, f"{'s3' if store == 's3' else 'gs'}://{root}"
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_object_store_keys_a_disk_cannot_hold_are_refused_and_markers_ignored(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, root, url = _store_root(store, request, monkeypatch)
     fs.pipe_file(f"{root}/a", b"object a")
     fs.pipe_file(f"{root}/a/b", b"object a/b")  # an object store holds both keys
     fs.pipe_file(f"{root}/Readme", b"R")
@@ -236,13 +243,7 @@ def test_a_backslash_name_arrives_as_itself_or_is_refused_never_lost(
     """SeaweedFS files the key `back\\slash` as `back/slash` (AWS S3 and GCS keep it): a later sync
     with --delete would then delete what it just placed. The store is probed before any byte moves;
     where it rewrites the name the path is refused, elsewhere it arrives and stays."""
-    server = request.getfixturevalue("seaweed" if store == "s3" else "gcs")
-    if store == "s3":
-        monkeypatch.setitem(fsspec.config.conf, "s3", _s3conf(server))
-    else:
-        monkeypatch.setitem(fsspec.config.conf, "gs", server.conf())
-    fs, root = server.fs(), f"contract/{uuid.uuid4().hex[:10]}"
-    url = f"{'s3' if store == 's3' else 'gs'}://{root}"
+    fs, root, url = _store_root(store, request, monkeypatch)
     src = tmp_path / "src"
     _make(src, {"back\\slash": b"bs", "plain": b"p"})
     state = str(tmp_path / "s")

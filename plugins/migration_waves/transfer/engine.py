@@ -437,6 +437,20 @@ def _copy_local(
     return tmp, h.hexdigest(), n
 
 
+def _file_in_the_way(rel: str, dst_path: str) -> TransferError:
+    """The error for a copy whose target folder is a file (NotADirectoryError on placement)."""
+    blocker = parent = os.path.dirname(dst_path)
+    while parent and parent != os.path.dirname(parent):
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            blocker = parent
+            break
+        parent = os.path.dirname(parent)
+    return TransferError(
+        f"{rel}: the target holds a file {blocker} where the source has a folder; sync with --delete "
+        "(delete: true) to replace it, or move that file away at the target, and re-run"
+    )
+
+
 def _copy_one(
     src_fs: AbstractFileSystem,
     src_path: str,
@@ -451,47 +465,13 @@ def _copy_one(
 
     `proven` collects paths whose upload reply already proves the stored bytes (see below).
     """
-    dst_local = is_plain_local(dst_fs)
+    src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     if dst_local and os.path.isdir(dst_path) and not os.path.islink(dst_path):
         raise TransferError(
             f"{rel}: the target holds a folder where the source has a file; a sync with --delete "
             "(delete: true) replaces it unless it holds files out of scope (excluded): move those "
             "away at the target, and re-run"
         )
-    try:
-        return _copy_attempts(src_fs, src_path, dst_fs, dst_path, rel, algorithm, throttle, proven)
-    except NotADirectoryError:
-        if not dst_local:
-            raise
-        blocker = _file_above(dst_path)
-        raise TransferError(
-            f"{rel}: the target holds a file {blocker} where the source has a folder; sync with --delete "
-            "(delete: true) to replace it, or move that file away at the target, and re-run"
-        ) from None
-
-
-def _file_above(path: str) -> str:
-    """The nearest existing non-folder above `path` (what makes it impossible to create)."""
-    parent = os.path.dirname(path)
-    while parent and parent != os.path.dirname(parent):
-        if os.path.lexists(parent) and not os.path.isdir(parent):
-            return parent
-        parent = os.path.dirname(parent)
-    return os.path.dirname(path)
-
-
-def _copy_attempts(
-    src_fs: AbstractFileSystem,
-    src_path: str,
-    dst_fs: AbstractFileSystem,
-    dst_path: str,
-    rel: str,
-    algorithm: str,
-    throttle: Callable[[int], None] | None,
-    proven: set[str] | None,
-) -> ManifestEntry:
-    """`_copy_one`'s tries: stream and place, again while the source keeps changing."""
-    src_local, dst_local = is_plain_local(src_fs), is_plain_local(dst_fs)
     for _attempt in range(1 + UNSTABLE_RETRIES):
         if src_local and dst_local:
             before = os.stat(src_path)
@@ -970,6 +950,10 @@ def copy_tree(
                 )
             if on_copied is not None:
                 on_copied(entry)
+        except NotADirectoryError as exc:  # a file at the target where the source has a folder
+            problem = _file_in_the_way(item.path, join(dst_base, item.path)) if dst_plain else exc
+            breaker.failed(problem)
+            return item, None, problem, False
         except Exception as exc:  # one bad file must not stop the others; it is reported
             breaker.failed(exc)
             return item, None, exc, False
